@@ -1,0 +1,102 @@
+"""Score tables: one row per subject, one numeric column per behavioural score."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from deeplsm._validation import check_path_exists
+from deeplsm.cohort._io import SUBJECT_COLUMNS
+from deeplsm.exceptions import DeepLSMError
+
+
+def load_scores(
+    path: str | os.PathLike,
+    subject_ids: Sequence[str] | None = None,
+    columns: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Read a CSV/TSV score table and align it to ``subject_ids``.
+
+    Parameters
+    ----------
+    path : str or path
+        Table with a subject column (``subject``, ``participant_id``, ``subject_id`` or ``id``;
+        otherwise the first column) and numeric score columns.
+    subject_ids : sequence of str or None, default=None
+        Lesion subjects, in cohort order. Every one must have a score; rows for other subjects
+        are dropped with a warning.
+    columns : sequence of str or None, default=None
+        Score columns to keep, in this order. Default: every column but the subject column.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Float scores indexed by subject ID, rows in ``subject_ids`` order.
+    """
+    p = check_path_exists(path, "scores file")
+    try:
+        table = pd.read_csv(p, sep=None, engine="python", dtype={0: str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DeepLSMError(f"{p}: cannot read score table ({err})") from None
+    lower = {str(c).lower(): c for c in table.columns}
+    sub = next((lower[c] for c in SUBJECT_COLUMNS if c in lower), table.columns[0])
+    table[sub] = table[sub].astype(str)
+    if table[sub].duplicated().any():
+        dup = table.loc[table[sub].duplicated(), sub].tolist()[:5]
+        raise DeepLSMError(f"{p}: duplicate subjects in scores: {', '.join(dup)}")
+    table = table.set_index(sub)
+    if columns is None:
+        columns = list(table.columns)
+        if not columns:
+            raise DeepLSMError(f"{p}: no score columns besides the subject column {sub!r}")
+    columns = list(columns)
+    missing_cols = [c for c in columns if c not in table.columns]
+    if missing_cols:
+        raise DeepLSMError(
+            f"{p}: missing score column(s) {', '.join(missing_cols)}; "
+            f"available: {', '.join(map(str, table.columns))}"
+        )
+    table = table[columns]
+    for c in columns:
+        numeric = pd.to_numeric(table[c], errors="coerce")
+        bad = numeric.isna() & table[c].notna()
+        if bad.any():
+            raise DeepLSMError(
+                f"{p}: column {c!r} is not numeric (subject {bad.idxmax()}: {table[c][bad].iloc[0]!r})"
+            )
+        table[c] = numeric.astype(float)
+    nan = table.isna().any(axis=1) | ~np.isfinite(table.to_numpy(dtype=float)).all(axis=1)
+    if nan.any():
+        raise DeepLSMError(
+            f"{p}: NaN or missing scores for {int(nan.sum())} subject(s), e.g. {nan.idxmax()}"
+        )
+    if subject_ids is not None:
+        ids = [str(s) for s in subject_ids]
+        absent = [s for s in ids if s not in table.index]
+        if absent:
+            raise DeepLSMError(
+                f"{p}: {len(absent)} of {len(ids)} lesion subjects have no score, "
+                f"e.g. {', '.join(absent[:3])}"
+            )
+        extra = len(table) - len(ids)
+        if extra > 0:
+            warnings.warn(f"{p}: ignoring {extra} score rows with no lesion map", stacklevel=2)
+        table = table.loc[ids]
+    return table
+
+
+def write_scores(path: str | os.PathLike, subject_ids: Sequence[str], scores: np.ndarray,
+                 columns: Sequence[str]) -> Path:
+    """Write ``subject,<columns>`` as CSV, atomically."""
+    from deeplsm._utils import atomic_path
+
+    df = pd.DataFrame(np.asarray(scores), columns=list(columns))
+    df.insert(0, "subject", list(subject_ids))
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.8g")
+    return Path(path)
