@@ -64,9 +64,6 @@ def test_simulate_bad_option(capsys, synth_dir, tmp_path):
     assert "positive integer" in capsys.readouterr().err
 
 
-def test_demo_placeholder_exits_cleanly(tmp_path):
-    assert main(["demo", "--out", str(tmp_path / "d")]) == 0
-
 
 @pytest.mark.skipif(not LESYMAP_DIR.is_dir(), reason="../shared/data/lesymap-lesions not present")
 def test_real_lesymap_masks_on_the_paper_grid():

@@ -1,0 +1,169 @@
+"""Figures of the study report (the paper's Figs. 2-4, 7, 9, A.1, A.2), as PNG bytes.
+
+Brain images are drawn with nilearn on its bundled MNI152 template, at the coronal slices
+through the ROI centres, as in the paper.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+ROI_COLOURS = ("lime", "cyan", "magenta", "yellow", "orange", "white")
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _template():
+    from nilearn.datasets import load_mni152_template
+
+    return load_mni152_template(resolution=2)
+
+
+def _roi_img(labels_img: nib.Nifti1Image, k: int) -> nib.Nifti1Image:
+    data = (np.asarray(labels_img.dataobj) == k).astype(np.float32)
+    return nib.Nifti1Image(data, labels_img.affine)
+
+
+def frequency_figure(freq_img: nib.Nifti1Image, labels_img: nib.Nifti1Image,
+                     centres_mm: Sequence[Sequence[float]]) -> bytes:
+    """Fig. 2: lesion frequency map with the ROI outlines, at each ROI centre's coronal slice."""
+    from nilearn import plotting
+
+    fig = plt.figure(figsize=(3.2 * max(1, len(centres_mm)), 3.4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        display = plotting.plot_stat_map(
+            freq_img, bg_img=_template(), display_mode="y",
+            cut_coords=[float(c[1]) for c in centres_mm], cmap="hot", colorbar=True,
+            figure=fig, title="lesion frequency (subjects) and ROIs", black_bg=True,
+        )
+        for k in range(1, len(centres_mm) + 1):
+            display.add_contours(_roi_img(labels_img, k), levels=[0.5],
+                                 colors=[ROI_COLOURS[(k - 1) % len(ROI_COLOURS)]], linewidths=1.5)
+    return _png(fig)
+
+
+def score_histograms(scores: pd.DataFrame) -> bytes:
+    """Fig. 3: distribution of each score."""
+    n = scores.shape[1]
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 2.8), squeeze=False)
+    for ax, col in zip(axes[0], scores.columns):
+        v = scores[col].to_numpy()
+        ax.hist(v, bins=40, color="#4477aa")
+        ax.set_title(f"{col}  ({(v > 0).mean():.0%} > 0)")
+        ax.set_xlabel("score")
+        ax.set_yscale("log")
+    axes[0, 0].set_ylabel("subjects (log)")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def example_subject_figure(lesion_img: nib.Nifti1Image, labels_img: nib.Nifti1Image,
+                           centres_mm: Sequence[Sequence[float]], scores: Mapping[str, float],
+                           subject: str) -> bytes:
+    """Fig. 4: one subject's lesions with the ROI outlines and its scores."""
+    from nilearn import plotting
+
+    fig = plt.figure(figsize=(3.2 * max(1, len(centres_mm)), 3.4))
+    title = f"{subject}: " + ", ".join(f"{k} = {v:.3f}" for k, v in scores.items())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        display = plotting.plot_roi(lesion_img, bg_img=_template(), display_mode="y",
+                                    cut_coords=[float(c[1]) for c in centres_mm], cmap="autumn",
+                                    figure=fig, title=title, black_bg=True)
+        for k in range(1, len(centres_mm) + 1):
+            display.add_contours(_roi_img(labels_img, k), levels=[0.5],
+                                 colors=[ROI_COLOURS[(k - 1) % len(ROI_COLOURS)]], linewidths=1.5)
+    return _png(fig)
+
+
+def prediction_scatter(predictions: Mapping[str, pd.DataFrame], outputs: Sequence[str]) -> bytes:
+    """Fig. A.2: predicted against true on the test split, per model mode and output."""
+    modes = list(predictions)
+    fig, axes = plt.subplots(len(modes), len(outputs), figsize=(3.0 * len(outputs), 3.0 * len(modes)),
+                             squeeze=False)
+    for i, mode in enumerate(modes):
+        df = predictions[mode]
+        df = df[df["split"] == "test"]
+        for j, name in enumerate(outputs):
+            ax = axes[i, j]
+            t, p = df[f"{name}_true"].to_numpy(), df[f"{name}_pred"].to_numpy()
+            ax.scatter(t, p, s=8, alpha=0.6)
+            hi = max(float(np.max(t)), float(np.max(p)), 1e-3)
+            ax.plot([0, hi], [0, hi], "k--", lw=0.8)
+            r2 = np.corrcoef(t, p)[0, 1] ** 2 if np.ptp(t) > 0 and np.ptp(p) > 0 else float("nan")
+            ax.set_title(f"{mode}: {name} (r² {r2:.2f})", fontsize=9)
+            ax.set_xlabel("true")
+            ax.set_ylabel("predicted")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def maps_figure(maps: Mapping[str, Mapping[str, str]], labels_img: nib.Nifti1Image,
+                centres_mm: Sequence[Sequence[float]], outputs: Sequence[str]) -> bytes:
+    """Fig. 7: each method's group map (rows) for each score (columns) at its ROI-centre slice."""
+    from nilearn import plotting
+
+    methods = list(maps)
+    fig, axes = plt.subplots(len(methods), len(outputs),
+                             figsize=(2.6 * len(outputs), 2.4 * len(methods)), squeeze=False)
+    bg = _template()
+    for i, method in enumerate(methods):
+        for j, name in enumerate(outputs):
+            ax = axes[i, j]
+            path = maps[method].get(name)
+            if path is None or j >= len(centres_mm):
+                ax.axis("off")
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                d = plotting.plot_stat_map(path, bg_img=bg, display_mode="y",
+                                           cut_coords=[float(centres_mm[j][1])], axes=ax,
+                                           colorbar=False, annotate=False, cmap="hot",
+                                           vmin=0, vmax=1, black_bg=True)
+                d.add_contours(_roi_img(labels_img, j + 1), levels=[0.5], colors=["lime"],
+                               linewidths=1.0)
+            if j == 0:
+                ax.set_title(method, fontsize=9, loc="left", color="black")
+            if i == 0:
+                ax.text(0.5, 1.12, name, transform=ax.transAxes, ha="center", fontsize=10)
+    return _png(fig)
+
+
+def pr_figure(curves: Mapping[str, Mapping[str, dict]], outputs: Sequence[str]) -> bytes:
+    """Fig. 9: precision-recall curves per score, one line per method, prevalence dashed."""
+    fig, axes = plt.subplots(1, len(outputs), figsize=(3.6 * len(outputs), 3.4), squeeze=False)
+    for j, name in enumerate(outputs):
+        ax = axes[0, j]
+        prevalence = None
+        for method, per_output in curves.items():
+            m = per_output.get(name)
+            if not m or "recall" not in m:
+                continue
+            ax.plot(m["recall"], m["precision"], lw=1.2, label=f"{method} ({m['pr_auc']:.2f})")
+            prevalence = m.get("prevalence")
+        if prevalence is not None:
+            ax.axhline(prevalence, color="k", ls="--", lw=0.8, label=f"random ({prevalence:.4f})")
+        ax.set_title(name)
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.legend(fontsize=6, loc="upper right")
+    fig.tight_layout()
+    return _png(fig)
