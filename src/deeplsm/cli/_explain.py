@@ -54,8 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deeplsm.explain import METHODS, explain_run
     from deeplsm.exceptions import DeepLSMError
+    from deeplsm.explain import METHODS, explain_run
 
     bad = [m for m in args.methods if m not in METHODS]
     if bad:

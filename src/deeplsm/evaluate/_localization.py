@@ -116,7 +116,7 @@ def pr_auc(precision, recall) -> float:
     p, r = p[order], r[order]
     if r.size == 0 or r[0] > 0:
         p, r = np.r_[1.0, p], np.r_[0.0, r]
-    return float(np.trapezoid(p, r) if hasattr(np, "trapezoid") else np.trapz(p, r))
+    return float(np.sum(np.diff(r) * (p[1:] + p[:-1]) / 2.0))
 
 
 def average_precision(values, roi) -> float:

@@ -76,14 +76,14 @@ def _seeded(random_state: int | None) -> Iterator[None]:
     if random_state is None:
         yield
         return
-    np_state = np.random.get_state()
+    np_state = np.random.get_state()  # noqa: NPY002 (captum draws from it)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(random_state))
-        np.random.seed(int(random_state) % (2**32))
+        np.random.seed(int(random_state) % (2**32))  # noqa: NPY002
         try:
             yield
         finally:
-            np.random.set_state(np_state)
+            np.random.set_state(np_state)  # noqa: NPY002
 
 
 def _forward_2d(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -311,7 +311,7 @@ def _axis_windows(size: int, window: int, stride: int, axis: str) -> tuple[np.nd
             f"occlusion stride {stride} is larger than the window {window} along {axis}; "
             "some voxels would never be occluded"
         )
-    n = int(math.ceil((size - window) / stride)) + 1
+    n = math.ceil((size - window) / stride) + 1
     starts = np.arange(n, dtype=np.int64) * stride
     stops = np.minimum(starts + window, size)
     return starts, stops
@@ -524,4 +524,4 @@ def mm_to_voxels(size_mm: float, voxel_size: Sequence[float]) -> tuple[int, int,
     """Convert a length in mm to a whole number of voxels per axis (rounded, at least 1)."""
     if not size_mm > 0:
         raise DeepLSMError(f"size in mm must be positive, got {size_mm}")
-    return tuple(max(1, int(round(size_mm / float(v)))) for v in voxel_size)
+    return tuple(max(1, round(size_mm / float(v))) for v in voxel_size)
