@@ -109,7 +109,7 @@ def test_bad_inputs(tiny_net):
     with pytest.raises(DeepLSMError, match="target 5 out of range"):
         LesionAwareOcclusion(tiny_net).attribute(torch.zeros(1, 1, *SHAPE), target=5, window=3,
                                                  stride=2)
-    with pytest.raises(DeepLSMError, match="model must be a torch.nn.Module"):
+    with pytest.raises(DeepLSMError, match="model must be a torch"):
         IntegratedGradientsMap("net")
     with pytest.raises(DeepLSMError, match="n_steps must be a positive integer"):
         IntegratedGradientsMap(TinyNet()).attribute(torch.zeros(1, 1, *SHAPE), target=0, n_steps=0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -199,9 +200,14 @@ def _mni_mask_cached(shape: tuple[int, int, int], affine_bytes: bytes) -> np.nda
     from nilearn.image import resample_img
 
     affine = np.frombuffer(affine_bytes, dtype=np.float64).reshape(4, 4)
+    from nilearn.image.resampling import BoundingBoxError
+
     mask = load_mni152_brain_mask(resolution=1)
-    res = resample_img(mask, target_affine=affine, target_shape=shape, interpolation="nearest",
-                       force_resample=True, copy_header=True)
+    try:
+        res = resample_img(mask, target_affine=affine, target_shape=shape, interpolation="nearest",
+                           force_resample=True, copy_header=True)
+    except BoundingBoxError:  # the grid does not overlap the template at all
+        return np.zeros(shape, bool)
     return np.asarray(res.dataobj) > 0
 
 
@@ -281,8 +287,10 @@ def evaluate_map(map_img, roi_img, mask_img=None, *, n_thresholds: int = N_THRES
     if not _same_grid(m_i, roi_i):
         from nilearn.image import resample_to_img
 
-        m_i = resample_to_img(m_i, roi_i, interpolation="continuous", force_resample=True,
-                              copy_header=True)
+        with warnings.catch_warnings():  # nilearn warns when the map happens to be binary
+            warnings.simplefilter("ignore", UserWarning)
+            m_i = resample_to_img(m_i, roi_i, interpolation="continuous", force_resample=True,
+                                  copy_header=True)
         resampled = True
     values = _data3d(m_i, "map")
     mask, mask_info = _resolve_mask(mask_img, roi.shape, roi_i.affine, roi)
