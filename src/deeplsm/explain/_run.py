@@ -108,7 +108,10 @@ def explain_cohort(
             for i in tqdm(range(0, vol.shape[0], subject_batch), desc=f"{method}",
                           disable=progress_disabled(verbose), unit="batch"):
                 xb = torch.from_numpy(vol[i:i + subject_batch].astype(np.float32))
-                att = explainer.attribute_targets(xb, targets=cols, **kwargs)  # (B, T, C, X, Y, Z)
+                kw = dict(kwargs)
+                if kw.get("random_state") is not None:  # a different, reproducible draw per batch
+                    kw["random_state"] = int(kw["random_state"]) + i
+                att = explainer.attribute_targets(xb, targets=cols, **kw)  # (B, T, C, X, Y, Z)
                 att = att.double().sum(dim=(0, 2)).numpy()
                 for k, name in enumerate(names):
                     sums[(method, name)] += att[k]
