@@ -1,4 +1,4 @@
-"""Map-vs-truth metrics: localisation of attribution or statistic maps against ROIs."""
+"""Evaluation metrics: prediction metrics and map-vs-truth localisation metrics."""
 
 from deeplsm.evaluate._figures import plot_pr_curves
 from deeplsm.evaluate._localization import (
@@ -11,15 +11,25 @@ from deeplsm.evaluate._localization import (
     pr_auc,
     pr_curve,
 )
+from deeplsm.evaluate._prediction import (
+    binary_metrics,
+    multiclass_metrics,
+    prediction_metrics,
+    regression_metrics,
+)
 
 __all__ = [
     "average_precision",
     "best_f1_dice",
+    "binary_metrics",
     "brain_mask_for",
     "continuous_dice",
     "evaluate_map",
     "evaluate_maps",
+    "multiclass_metrics",
     "plot_pr_curves",
     "pr_auc",
     "pr_curve",
+    "prediction_metrics",
+    "regression_metrics",
 ]

@@ -1,0 +1,588 @@
+"""High-level training API: ``train_run`` writes a self-contained run directory; ``load_trained``
+reads it back.
+
+Run directory (the contract that ``deeplsm explain --run RUN`` consumes)::
+
+    RUN/config.json              everything needed to reproduce the run, plus package versions
+    RUN/cohort.lesions.npz       the analysis-grid cohort (LesionCohort.save)
+    RUN/scores.csv               the targets, aligned with the cohort (subject + one column per output)
+    RUN/split.csv                subject, split in {train, val, test}
+    RUN/checkpoints/             multi mode: best.ckpt, last.ckpt, complete.json
+    RUN/checkpoints/<output>/    single mode: the same, per output
+    RUN/logs/<model>/metrics.csv Lightning CSV log (<model> is 'multi' or the output name)
+    RUN/metrics.json             test (and val/train) metrics per output; written last
+    RUN/predictions.csv          subject, split, <output>_true, <output>_pred per output
+    RUN/learning_curves.png
+
+Bad input is rejected before ``RUN`` is created. Once training starts, ``RUN`` exists and holds
+``config.json`` and ``last.ckpt`` checkpoints, so a killed run is resumable
+(:func:`resume_run`); ``metrics.json`` appears only when the run is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from deeplsm._utils import atomic_path, package_versions, progress_disabled, write_json
+from deeplsm.cohort import LesionCohort
+from deeplsm.evaluate import prediction_metrics
+from deeplsm.exceptions import DeepLSMError
+from deeplsm.models import KINDS, MultiOutputNet, OutputSpec, TaskSpec, build_net
+from deeplsm.train._data import SPLITS, ArrayDataModule, kfold_split, split_subjects
+from deeplsm.train._module import LSMModule, flush_denormal, predict_array
+from deeplsm.train._presets import get_preset
+
+log = logging.getLogger("deeplsm")
+
+CONFIG_FORMAT = 1
+MODES = ("multi", "single")
+
+
+# --- targets ------------------------------------------------------------------------------------
+def parse_output(text: str) -> tuple[str, str | None, int | None, float]:
+    """``name[:kind[:k]][@weight]`` → (name, kind, n_classes, weight); e.g. ``group:multiclass:4``."""
+    weight = 1.0
+    if "@" in text:
+        text, w = text.rsplit("@", 1)
+        try:
+            weight = float(w)
+        except ValueError:
+            raise DeepLSMError(f"output {text!r}: loss weight {w!r} is not a number") from None
+    parts = text.split(":")
+    name, kind, k = parts[0], None, None
+    if len(parts) >= 2:
+        kind = parts[1]
+        if kind not in KINDS:
+            raise DeepLSMError(f"output {name!r}: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if len(parts) == 3:
+        try:
+            k = int(parts[2])
+        except ValueError:
+            raise DeepLSMError(f"output {name!r}: number of classes {parts[2]!r} is not an integer") from None
+    if len(parts) > 3:
+        raise DeepLSMError(f"output {text!r}: expected name[:kind[:n_classes]][@weight]")
+    return name, kind, k, weight
+
+
+def resolve_outputs(scores: pd.DataFrame, outputs: Sequence[str | OutputSpec] | None) -> TaskSpec:
+    """Turn user output specs into a :class:`TaskSpec`, inferring unspecified kinds from the data.
+
+    A column with every value in [0, 1] is ``regression01`` (the paper's scores); any other is
+    ``regression``. Classification kinds are never guessed: name them (``sex:binary``,
+    ``group:multiclass``). A multiclass output with no class count gets ``max label + 1``.
+    """
+    if outputs is None:
+        outputs = list(scores.columns)
+    specs = []
+    for o in outputs:
+        if isinstance(o, OutputSpec):
+            name, kind, k, w = o.name, o.kind, o.n_classes, o.weight
+        else:
+            name, kind, k, w = parse_output(str(o))
+        if name not in scores.columns:
+            raise DeepLSMError(
+                f"missing score column {name!r}; available: {', '.join(map(str, scores.columns))}"
+            )
+        v = scores[name].to_numpy(dtype=float)
+        if kind is None:
+            kind = "regression01" if (v.min() >= 0 and v.max() <= 1) else "regression"
+        if kind == "multiclass" and k is None:
+            k = int(v.max()) + 1
+        specs.append(OutputSpec(name, kind, k, w))
+    return TaskSpec(specs)
+
+
+def check_targets(scores: pd.DataFrame, task: TaskSpec) -> np.ndarray:
+    """Validate the score columns against their kinds; return float32 (n_subjects, n_outputs)."""
+    cols = []
+    for spec in task:
+        if spec.name not in scores.columns:
+            raise DeepLSMError(f"missing score column {spec.name!r}")
+        v = pd.to_numeric(scores[spec.name], errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(v)
+        if bad.any():
+            raise DeepLSMError(
+                f"score column {spec.name!r} has NaN or non-numeric values, e.g. subject "
+                f"{scores.index[np.argmax(bad)]}"
+            )
+        if spec.kind == "regression01" and (v.min() < 0 or v.max() > 1):
+            raise DeepLSMError(
+                f"score column {spec.name!r} is outside [0, 1] (range {v.min():g} to {v.max():g}); "
+                f"use kind 'regression' (e.g. --outputs {spec.name}:regression)"
+            )
+        if spec.kind == "regression" and v.min() < 0:
+            warnings.warn(f"score column {spec.name!r} has negative values; the 'regression' "
+                          "output's leaky ReLU favours non-negative targets", UserWarning, stacklevel=3)
+        if spec.kind == "binary" and not np.isin(v, (0, 1)).all():
+            raise DeepLSMError(f"score column {spec.name!r} must be 0/1 for a binary output")
+        if spec.kind == "multiclass":
+            k = spec.n_classes
+            if not (np.all(v == np.round(v)) and v.min() >= 0 and v.max() < k):
+                raise DeepLSMError(
+                    f"score column {spec.name!r} must hold integer class labels 0..{k - 1} "
+                    f"for a {k}-class output (range {v.min():g} to {v.max():g})"
+                )
+        cols.append(v)
+    return np.stack(cols, axis=1).astype(np.float32)
+
+
+# --- run directory ------------------------------------------------------------------------------
+@dataclass
+class TrainedRun:
+    """A trained run read back from its directory by :func:`load_trained`.
+
+    Attributes
+    ----------
+    run_dir : Path
+    config : dict
+        ``config.json``.
+    task : TaskSpec
+        All outputs, in column order of the multi-output model.
+    models : dict of str to torch.nn.Module
+        ``{'multi': net}`` in multi mode, ``{output_name: net}`` in single mode; eval mode,
+        best-validation weights, on the CPU. Each net takes float32 (N, 1, X, Y, Z) in {0, 1}.
+    cohort : LesionCohort
+        The analysis-grid cohort the run was trained on.
+    split : dict of str to str
+        Subject → ``'train'``, ``'val'`` or ``'test'``.
+    scores : pandas.DataFrame
+        The targets, indexed by subject.
+    """
+
+    run_dir: Path
+    config: dict
+    task: TaskSpec
+    models: dict[str, nn.Module]
+    cohort: LesionCohort
+    split: dict[str, str]
+    scores: pd.DataFrame = field(repr=False)
+
+    def model_for(self, output_name: str) -> tuple[nn.Module, int | list[int]]:
+        """The net that predicts ``output_name`` and the captum ``target`` column for it.
+
+        The column is an int, or the list of class columns for a multiclass output.
+        """
+        spec = self.task.get(output_name)
+        if "multi" in self.models:
+            return self.models["multi"], self.task.column(spec.name)
+        return self.models[spec.name], TaskSpec([spec]).column(spec.name)
+
+    def subjects(self, split: str) -> list[str]:
+        """Subject IDs of one split, in cohort order."""
+        return [s for s in self.cohort.subject_ids if self.split[s] == split]
+
+    def predict(self, subjects: Sequence[str] | None = None, batch_size: int = 16) -> pd.DataFrame:
+        """Predictions (one column per output; multiclass: the arg-max class) for ``subjects``."""
+        ids = list(self.cohort.subject_ids if subjects is None else subjects)
+        x = self.cohort.subset(ids).data[:, None]
+        return _predict_frame(self.models, self.task, x, ids, batch_size)[0]
+
+
+def load_trained(run_dir: str | os.PathLike, *, map_location: str = "cpu") -> TrainedRun:
+    """Read a run directory written by :func:`train_run` (best-validation weights, eval mode)."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        raise DeepLSMError(f"not a deeplsm training run (no config.json): {run_dir}")
+    config = json.loads(cfg_path.read_text())
+    task = TaskSpec(config["outputs"])
+    cohort = LesionCohort.load(run_dir / "cohort.lesions.npz")
+    split = _read_split(run_dir / "split.csv")
+    scores = pd.read_csv(run_dir / "scores.csv", dtype={"subject": str}).set_index("subject")
+    models = {}
+    for key, sub_task in _model_tasks(config["mode"], task):
+        ckpt = _ckpt_dir(run_dir, config["mode"], key) / "best.ckpt"
+        if not ckpt.is_file():
+            raise DeepLSMError(f"run {run_dir} has no trained model {key!r} ({ckpt} is missing); "
+                               "is it complete? Resume it with --resume")
+        models[key] = _load_net(ckpt, sub_task, config, map_location)
+    return TrainedRun(run_dir, config, task, models, cohort, split, scores)
+
+
+def _load_net(ckpt: Path, task: TaskSpec, config: dict, map_location: str) -> MultiOutputNet:
+    try:
+        state = torch.load(ckpt, map_location=map_location, weights_only=True)["state_dict"]
+    except Exception as err:  # a damaged file raises many types
+        raise DeepLSMError(f"{ckpt}: cannot read checkpoint ({type(err).__name__}: {err})") from None
+    net = build_net(task, dims=config.get("dims", 3), n_input_channels=config.get("n_input_channels"))
+    net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
+    return net.eval()
+
+
+def _model_tasks(mode: str, task: TaskSpec) -> list[tuple[str, TaskSpec]]:
+    if mode == "multi":
+        return [("multi", task)]
+    return [(o.name, TaskSpec([o])) for o in task]
+
+
+def _ckpt_dir(run_dir: Path, mode: str, key: str) -> Path:
+    return run_dir / "checkpoints" if mode == "multi" else run_dir / "checkpoints" / key
+
+
+def _read_split(path: Path) -> dict[str, str]:
+    df = pd.read_csv(path, dtype=str)
+    return dict(zip(df["subject"], df["split"]))
+
+
+# --- training -----------------------------------------------------------------------------------
+def train_run(
+    out: str | os.PathLike,
+    lesions: LesionCohort,
+    scores: pd.DataFrame,
+    *,
+    outputs: Sequence[str | OutputSpec] | None = None,
+    mode: str = "multi",
+    preset: str = "fast",
+    seed: int = 0,
+    fractions: Sequence[float] = (0.6, 0.2, 0.2),
+    n_folds: int | None = None,
+    fold: int = 0,
+    overrides: dict | None = None,
+    weights: str | os.PathLike | None = None,
+    accelerator: str = "auto",
+    devices: str | int = "auto",
+    strategy: str = "auto",
+    tensorboard: bool = False,
+    overwrite: bool = False,
+    verbose: bool = True,
+    sources: dict | None = None,
+    callbacks: Sequence = (),
+) -> Path:
+    """Train a multi-output model or one model per output and write a run directory.
+
+    Parameters
+    ----------
+    out : path
+        Run directory to create (see the module docstring for its layout).
+    lesions : LesionCohort
+        Lesion maps on the analysis grid.
+    scores : pandas.DataFrame
+        Targets indexed by subject ID (as :func:`deeplsm.cohort.load_scores` returns); every
+        lesion subject needs a row.
+    outputs : sequence of str or OutputSpec, default=None
+        Output columns, in order; strings may be ``name[:kind[:n_classes]][@weight]``. Default:
+        every score column, kind inferred (see :func:`resolve_outputs`).
+    mode : {'multi', 'single'}, default='multi'
+        One network with a branch per output, or one network per output.
+    preset : {'fast', 'paper'}, default='fast'
+    seed : int, default=0
+        Seeds the split, the initial weights and the batch order.
+    fractions : (train, val, test), default=(0.6, 0.2, 0.2)
+    n_folds : int or None, default=None
+        If given, use fold ``fold`` of a seeded k-fold split instead of ``fractions``.
+    fold : int, default=0
+    overrides : dict or None
+        Hyperparameters replacing the preset's (``max_epochs``, ``lr``, ``batch_size``,
+        ``precision``, ``channels_last``, ``mixup_alpha``, ``early_stopping_patience``, ...).
+    weights : path or None
+        Local MedicalNet checkpoint to initialise the backbone.
+    accelerator, devices, strategy : Lightning Trainer arguments (e.g. ``devices=4,
+        strategy='ddp'``).
+    tensorboard : bool, default=False
+        Also log to TensorBoard under ``RUN/logs``.
+    overwrite : bool, default=False
+        Replace an existing ``out``. Otherwise an existing ``out`` is an error.
+    verbose : bool, default=True
+        Progress bar (hidden when ``CI`` is set).
+    sources : dict or None
+        Provenance recorded in config.json (e.g. ``{'lesions': path, 'scores': path}``).
+    callbacks : sequence
+        Extra Lightning callbacks.
+
+    Returns
+    -------
+    Path
+        The run directory.
+    """
+    out = Path(out)
+    if mode not in MODES:
+        raise DeepLSMError(f"mode must be 'multi' or 'single', got {mode!r}")
+    hp = get_preset(preset, overrides)
+    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise DeepLSMError(f"output folder {out} already exists; use --resume to continue a run "
+                           "there or --overwrite to replace it")
+    ids = lesions.subject_ids
+    missing = [s for s in ids if s not in scores.index]
+    if missing:
+        raise DeepLSMError(f"{len(missing)} of {len(ids)} lesion subjects have no score, "
+                           f"e.g. {', '.join(missing[:3])}")
+    scores = scores.loc[ids]
+    task = resolve_outputs(scores, outputs)
+    y = check_targets(scores, task)
+    if n_folds:
+        split = kfold_split(ids, n_folds, fold, seed)
+    else:
+        split = split_subjects(ids, fractions, seed)
+    split_arr = np.array([split[s] for s in ids])
+    scale = _regression_scale(task, y[split_arr == "train"])
+
+    config = {
+        "format": CONFIG_FORMAT,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "mode": mode,
+        "preset": preset,
+        "dims": 3,
+        "n_input_channels": 1,
+        "outputs": task.to_list(),
+        "lesions": {
+            "source": str((sources or {}).get("lesions", "")) or None,
+            "n_subjects": lesions.n_subjects,
+            "grid": lesions.grid.to_dict(),
+        },
+        "scores": {"source": str((sources or {}).get("scores", "")) or None},
+        "seed": int(seed),
+        "split": {
+            "fractions": None if n_folds else [float(f) for f in fractions],
+            "n_folds": n_folds, "fold": fold if n_folds else None,
+            "counts": {s: int((split_arr == s).sum()) for s in SPLITS},
+        },
+        "hyperparameters": hp,
+        "regression_scale": scale,
+        "weights": str(weights) if weights else None,
+        "trainer": {"accelerator": accelerator, "devices": devices, "strategy": strategy,
+                    "tensorboard": bool(tensorboard)},
+        "versions": package_versions(),
+    }
+    # Stage the inputs of the run and move them into place at once, so a failure here leaves
+    # nothing behind; training itself then works in `out` so that it can be resumed.
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        write_json(tmp / "config.json", config)
+        lesions.save(tmp / "cohort.lesions.npz")
+        _write_csv(tmp / "scores.csv", pd.DataFrame(y, columns=task.names).assign(subject=ids)
+                   [["subject", *task.names]])
+        _write_csv(tmp / "split.csv", pd.DataFrame({"subject": ids, "split": split_arr}))
+    return _execute(out, config, lesions.data[:, None], y, ids, split_arr, verbose=verbose,
+                    callbacks=callbacks)
+
+
+def resume_run(out: str | os.PathLike, *, verbose: bool = True, callbacks: Sequence = ()) -> Path:
+    """Continue a killed :func:`train_run` from its last checkpoints, with its saved settings."""
+    out = Path(out)
+    cfg_path = out / "config.json"
+    if not cfg_path.is_file():
+        raise DeepLSMError(f"cannot resume: {out} is not a deeplsm training run (no config.json)")
+    config = json.loads(cfg_path.read_text())
+    cohort = LesionCohort.load(out / "cohort.lesions.npz")
+    scores = pd.read_csv(out / "scores.csv", dtype={"subject": str}).set_index("subject")
+    task = TaskSpec(config["outputs"])
+    split = _read_split(out / "split.csv")
+    ids = cohort.subject_ids
+    y = scores.loc[ids, task.names].to_numpy(dtype=np.float32)
+    split_arr = np.array([split[s] for s in ids])
+    return _execute(out, config, cohort.data[:, None], y, ids, split_arr, verbose=verbose,
+                    callbacks=callbacks, resume=True)
+
+
+def _regression_scale(task: TaskSpec, y_train: np.ndarray) -> list[float]:
+    # 'regression' targets are learned on a unit scale: the RMS of the training targets.
+    out = []
+    for i, spec in enumerate(task):
+        rms = float(np.sqrt(np.mean(np.square(y_train[:, i])))) if spec.kind == "regression" else 1.0
+        out.append(rms if rms > 0 else 1.0)
+    return out
+
+
+def _execute(out: Path, config: dict, x: np.ndarray, y: np.ndarray, ids: list[str],
+             split: np.ndarray, *, verbose: bool, callbacks: Sequence = (), resume: bool = False) -> Path:
+    """Fit every model of the run (skipping finished ones), then predict and evaluate."""
+    import lightning as L
+
+    task = TaskSpec(config["outputs"])
+    hp = config["hyperparameters"]
+    t0 = time.perf_counter()
+    fit_info = {}
+    is_zero = True
+    with _quiet_lightning(verbose), flush_denormal():
+        for key, sub_task in _model_tasks(config["mode"], task):
+            ckdir = _ckpt_dir(out, config["mode"], key)
+            done = ckdir / "complete.json"
+            if done.is_file():
+                fit_info[key] = json.loads(done.read_text())
+                continue
+            cols = [task.names.index(n) for n in sub_task.names]
+            L.seed_everything(config["seed"], workers=True, verbose=False)
+            module = LSMModule(
+                outputs=sub_task.to_list(), dims=config.get("dims", 3),
+                n_input_channels=config.get("n_input_channels"),
+                optimizer=hp["optimizer"], lr=hp["lr"], weight_decay=hp["weight_decay"],
+                scheduler=hp["scheduler"], milestones=hp["milestones"], gamma=hp["gamma"],
+                mixup_alpha=hp["mixup_alpha"], channels_last=hp["channels_last"],
+                regression_scale=[config["regression_scale"][c] for c in cols],
+                weights=config.get("weights"),
+            )
+            dm = ArrayDataModule(x, y[:, cols], split, hp["batch_size"], seed=config["seed"])
+            trainer, ckpt_cb = _make_trainer(out, config, key, ckdir, callbacks, verbose)
+            last = ckdir / "last.ckpt"
+            t_fit = time.perf_counter()
+            trainer.fit(module, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
+            is_zero = trainer.is_global_zero
+            if trainer.interrupted:
+                raise KeyboardInterrupt
+            if is_zero:
+                best_score = ckpt_cb.best_model_score
+                fit_info[key] = {
+                    "best_checkpoint": str(Path(ckpt_cb.best_model_path).relative_to(out))
+                    if ckpt_cb.best_model_path else None,
+                    "best_val_loss": float(best_score) if best_score is not None else None,
+                    "epochs": int(trainer.current_epoch),
+                    "fit_seconds": round(time.perf_counter() - t_fit, 2),
+                    "skipped_steps": int(module.n_skipped_steps),
+                    "resumed": bool(resume and last.is_file()),
+                }
+                write_json(done, fit_info[key])
+    if not is_zero:  # under DDP only rank 0 evaluates and writes
+        return out
+    run = load_trained(out)
+    preds, raw = _predict_frame(run.models, task, x, ids, hp["batch_size"])
+    metrics = {"mode": config["mode"], "preset": config["preset"], "seed": config["seed"],
+               "n_subjects": {s: int((split == s).sum()) for s in SPLITS}}
+    for s in ("test", "val", "train"):
+        m = split == s
+        metrics[s] = prediction_metrics(task, y[m], raw[m])
+    metrics["training"] = fit_info
+    metrics["total_seconds_this_session"] = round(time.perf_counter() - t0, 2)
+    preds.insert(1, "split", split)
+    for i, name in enumerate(task.names):
+        preds.insert(preds.columns.get_loc(f"{name}_pred"), f"{name}_true", y[:, i])
+    _write_csv(out / "predictions.csv", preds)
+    plot_learning_curves(out, [k for k, _ in _model_tasks(config["mode"], task)])
+    write_json(out / "metrics.json", metrics)
+    return out
+
+
+def _predict_frame(models: dict[str, nn.Module], task: TaskSpec, x: np.ndarray, ids: Sequence[str],
+                   batch_size: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Prediction table (subject, <output>_pred [, <output>_p<k>]) and the raw (n, total) outputs."""
+    if "multi" in models:
+        raw = predict_array(models["multi"], x, batch_size).numpy()
+    else:
+        raw = np.concatenate([predict_array(models[o.name], x, batch_size).numpy() for o in task], axis=1)
+    df = pd.DataFrame({"subject": list(ids)})
+    for spec in task:
+        p = raw[:, task.columns[spec.name]]
+        if spec.kind == "multiclass":
+            df[f"{spec.name}_pred"] = p.argmax(axis=1)
+            for k in range(p.shape[1]):
+                df[f"{spec.name}_p{k}"] = p[:, k]
+        else:
+            df[f"{spec.name}_pred"] = p[:, 0]
+    return df, raw
+
+
+def _make_trainer(out: Path, config: dict, key: str, ckdir: Path, extra: Sequence, verbose: bool):
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    hp = config["hyperparameters"]
+    tr = config["trainer"]
+    # best.ckpt holds only the weights (what load_trained needs); last.ckpt holds the optimiser,
+    # scheduler and loop state too, for --resume. Saving both in full tripled the I/O per epoch.
+    ckpt_cb = ModelCheckpoint(dirpath=ckdir, filename="best", monitor="val_loss", mode="min",
+                              save_top_k=1, save_weights_only=True, enable_version_counter=False)
+    last_cb = ModelCheckpoint(dirpath=ckdir, save_top_k=0, save_last=True, enable_version_counter=False)
+    callbacks = [ckpt_cb, last_cb, *extra]
+    if hp.get("early_stopping_patience"):
+        callbacks.append(EarlyStopping(monitor="val_loss", mode="min",
+                                       patience=int(hp["early_stopping_patience"])))
+    loggers = [CSVLogger(save_dir=out, name="logs", version=key)]
+    if tr.get("tensorboard"):
+        loggers.append(TensorBoardLogger(save_dir=out / "logs", name="tensorboard", version=key))
+    trainer = L.Trainer(
+        max_epochs=int(hp["max_epochs"]),
+        accelerator=tr.get("accelerator", "auto"),
+        devices=tr.get("devices", "auto"),
+        strategy=tr.get("strategy", "auto"),
+        precision=hp["precision"],
+        gradient_clip_val=hp.get("gradient_clip_val"),
+        callbacks=callbacks,
+        logger=loggers,
+        enable_progress_bar=not progress_disabled(verbose),
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        default_root_dir=out,
+    )
+    return trainer, ckpt_cb
+
+
+@contextlib.contextmanager
+def _quiet_lightning(verbose: bool):
+    """Silence Lightning's start-up chatter and its hints that don't apply to in-memory data."""
+    names = ("lightning.pytorch", "lightning.fabric", "lightning")
+    levels = {n: logging.getLogger(n).level for n in names}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=r".*number of training batches.*")
+        warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
+        warnings.filterwarnings("ignore", message=r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*")
+        for n in names:
+            logging.getLogger(n).setLevel(logging.INFO if verbose else logging.WARNING)
+        try:
+            yield
+        finally:
+            for n, lv in levels.items():
+                logging.getLogger(n).setLevel(lv)
+
+
+def _write_csv(path: Path, df: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.8g")
+
+
+def read_learning_curves(run_dir: str | os.PathLike, key: str) -> pd.DataFrame:
+    """Per-epoch ``train_loss`` and ``val_loss`` from ``RUN/logs/<key>/metrics.csv``."""
+    path = Path(run_dir) / "logs" / key / "metrics.csv"
+    if not path.is_file():
+        return pd.DataFrame(columns=["epoch", "train_loss", "val_loss"])
+    df = pd.read_csv(path)
+    cols = [c for c in ("train_loss", "val_loss") if c in df.columns]
+    return df.groupby("epoch")[cols].last().reset_index()
+
+
+def plot_learning_curves(run_dir: str | os.PathLike, keys: Sequence[str]) -> Path:
+    """Write ``RUN/learning_curves.png``: training and validation loss per epoch, one panel per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.5), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        df = read_learning_curves(run_dir, key)
+        for col, style in (("train_loss", "-"), ("val_loss", "--")):
+            if col in df.columns:
+                d = df[["epoch", col]].dropna()
+                ax.plot(d["epoch"] + 1, d[col], style, marker=".", label=col.replace("_", " "))
+        ax.set_title(key)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.set_yscale("log")
+        ax.legend()
+    fig.tight_layout()
+    path = run_dir / "learning_curves.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path
+
+
+def remove_run(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
