@@ -256,11 +256,79 @@ class BrunnerMunzelEngine:
             df = denom ** 2 / ((n1 * S1) ** 2 / (n1 - 1) + (n0 * S0) ** 2 / (n0 - 1))
         return np.where(np.isfinite(w), w, 0.0), np.where(np.isfinite(df), df, 1.0)
 
+    def _rank_products(self, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``sum x k`` and ``sum x k^2`` for rows of ``ranks`` (P, N); exact in float32 when the
+        sums stay below 2**24, float64 otherwise."""
+        R = np.concatenate([ranks, ranks * ranks])
+        if float(self.N) ** 3 < 2**24:
+            if not hasattr(self, "_X32"):
+                self._X32 = self.X.astype(np.float32)
+            out = (R.astype(np.float32) @ self._X32).astype(np.float64)
+        else:
+            if not hasattr(self, "_X64"):
+                self._X64 = self.X.astype(np.float64)
+            out = R @ self._X64
+        P = ranks.shape[0]
+        return out[:P], out[P:]
+
+    def _sum_sq_cumsum(self, order: np.ndarray) -> np.ndarray:
+        """``sum_k I_k^2`` per voxel, ``I`` the cumulative lesion count in ``order``; exact."""
+        Xs = self.X[order]
+        V = Xs.shape[1]
+        dt = np.int32 if float(self.N) ** 3 < 2**31 else np.int64
+        b = np.empty(V, dtype=np.float64)
+        step = 16384
+        for lo in range(0, V, step):
+            hi = min(V, lo + step)
+            acc = np.zeros(hi - lo, dt)
+            tot = np.zeros(hi - lo, dt)
+            tmp = np.empty(hi - lo, dt)
+            for row in Xs[:, lo:hi]:  # row-wise running sums: cache-friendly, unlike cumsum(axis=0)
+                np.add(acc, row, out=acc)
+                np.multiply(acc, acc, out=tmp)
+                np.add(tot, tmp, out=tot)
+            b[lo:hi] = tot
+        return b
+
+    def _sums_untied(self, ys: np.ndarray) -> list[tuple[np.ndarray, ...]]:
+        """The same four sums when no two scores tie, for each row of ``ys`` (P, N).
+
+        With subjects in score order (position k = 1..N) and ``I_k`` the number of lesioned
+        subjects up to k, a lesioned subject's placement is ``k - I_k`` and a spared one's is
+        ``I_k``. Summation by parts reduces every sum to the rank sums ``sum x k`` and
+        ``sum x k^2`` (one matrix product for all permutations) and ``sum_k I_k^2`` (one pass of
+        running sums), all in exact integer arithmetic.
+        """
+        orders = np.argsort(ys, axis=1, kind="stable")
+        ranks = np.empty(orders.shape, dtype=np.float64)
+        np.put_along_axis(ranks, orders, np.arange(1, self.N + 1, dtype=np.float64)[None, :], axis=1)
+        C1, C2 = self._rank_products(ranks)
+        n1, N = self.n1, self.N
+        sq = n1 * (n1 + 1) * (2 * n1 + 1) / 6
+        out = []
+        for i, order in enumerate(orders):
+            b = self._sum_sq_cumsum(order)
+            c1, c2 = C1[i], C2[i]
+            a = 0.5 * ((N + 1) * n1 * n1 - b + c1)  # sum over lesioned of k * I_k
+            A1 = c1 - n1 * (n1 + 1) / 2
+            out.append((A1, c2 - 2 * a + sq, n1 * (N - n1) - A1, b - sq))
+        return out
+
+    @property
+    def untied(self) -> bool:
+        return np.unique(self.y).size == self.N
+
     def observed(self):
+        if self.untied:
+            return self._stat(*self._sums_untied(self.y[None, :])[0])
         return self._stat(*self._sums(self.y, np.float64))
 
     def permuted(self, perms: np.ndarray) -> np.ndarray:
         out = np.empty((perms.shape[0], self.X.shape[1]), dtype=np.float32)
+        if self.untied:
+            for i, sums in enumerate(self._sums_untied(self.y[perms])):
+                out[i] = self._stat(*sums)[0]
+            return out
         for i, p in enumerate(perms):
             out[i] = self._stat(*self._sums(self.y[p], np.float32))[0]
         return out

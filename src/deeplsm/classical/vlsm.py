@@ -324,7 +324,7 @@ class MassUnivariateLSM(BaseEstimator):
         n_cols = engine.X32.shape[1] if hasattr(engine, "X32") else engine.X.shape[1]
         chunk = int(max(1, min(n_perm, _CHUNK_BYTES // (4 * max(n_cols, 1)))))
         if self.test == "bm":
-            chunk = min(chunk, 8)
+            chunk = min(chunk, 32)
         null_max = np.empty(n_perm)
         null_kth = np.empty(n_perm) if self.cfwer_v > 1 else None
         null_cluster = np.empty(n_perm) if cl is not None else None
