@@ -1,0 +1,106 @@
+"""Which voxels to test: lesion-frequency masks and patch compression (identical patterns)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from deeplsm.exceptions import DeepLSMError
+
+
+def resolve_min_subjects(min_subjects: int | float, n_subjects: int) -> int:
+    """Turn ``min_subjects`` (a count, or a fraction in (0, 1)) into a subject count.
+
+    Examples
+    --------
+    >>> resolve_min_subjects(10, 131)
+    10
+    >>> resolve_min_subjects(0.1, 131)
+    14
+    """
+    if isinstance(min_subjects, bool) or not isinstance(min_subjects, int | float | np.number):
+        raise DeepLSMError(f"min_subjects must be a count or a fraction, got {min_subjects!r}")
+    if isinstance(min_subjects, int | np.integer):
+        if min_subjects < 1:
+            raise DeepLSMError(f"min_subjects must be >= 1 (a count) or in (0, 1) (a fraction), "
+                               f"got {min_subjects}")
+        return int(min_subjects)
+    v = float(min_subjects)
+    if not np.isfinite(v) or v <= 0:
+        raise DeepLSMError(f"min_subjects must be >= 1 (a count) or in (0, 1) (a fraction), got {v}")
+    if v < 1:
+        return max(1, math.ceil(v * n_subjects - 1e-9))
+    if v != int(v):
+        raise DeepLSMError(f"min_subjects >= 1 must be a whole number of subjects, got {v}")
+    return int(v)
+
+
+def voxel_mask(data: np.ndarray, min_subjects: int | float) -> tuple[np.ndarray, int]:
+    """Voxels lesioned in at least ``m`` subjects and spared in at least ``m`` subjects.
+
+    Parameters
+    ----------
+    data : ndarray of shape (n_subjects, ...)
+        Binary lesion maps (any trailing shape).
+    min_subjects : int or float
+        A count (svrlsmgui's default is 10) or a fraction of the subjects in (0, 1) (LESYMAP's
+        default is 0.1, i.e. 10%).
+
+    Returns
+    -------
+    mask : ndarray of bool, shape ``data.shape[1:]``
+    m : int
+        The subject count that was applied.
+
+    Raises
+    ------
+    DeepLSMError
+        If no voxel passes, naming the number of subjects and the threshold.
+    """
+    n = int(data.shape[0])
+    m = resolve_min_subjects(min_subjects, n)
+    counts = data.sum(axis=0, dtype=np.int32)
+    mask = (counts >= m) & (n - counts >= m)
+    if not mask.any():
+        most = int(counts.max()) if counts.size else 0
+        raise DeepLSMError(
+            f"no voxel is lesioned in at least {m} and spared in at least {m} of the {n} subjects "
+            f"(min_subjects={min_subjects!r}); the most-lesioned voxel has {most} lesioned "
+            "subjects. Lower min_subjects or add subjects."
+        )
+    return mask, m
+
+
+@dataclass
+class Patches:
+    """Unique lesion patterns among the tested voxels.
+
+    Attributes
+    ----------
+    patterns : ndarray of shape (n_subjects, n_patterns), uint8
+        One column per distinct subject pattern.
+    inverse : ndarray of shape (n_voxels,), int64
+        Pattern index of each tested voxel: ``patterns[:, inverse]`` gives back the voxels.
+    counts : ndarray of shape (n_patterns,), int64
+        How many voxels share each pattern.
+    """
+
+    patterns: np.ndarray
+    inverse: np.ndarray
+    counts: np.ndarray
+
+
+def compress_patches(X: np.ndarray) -> Patches:
+    """Group voxels (columns of ``X``, binary, shape (n_subjects, n_voxels)) by identical pattern.
+
+    As LESYMAP's ``patchinfo``: a statistic that depends only on the column needs computing once
+    per pattern.
+    """
+    X = np.ascontiguousarray(X, dtype=np.uint8)
+    packed = np.packbits(X.T, axis=1)  # (V, ceil(N/8))
+    keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True,
+                                          return_counts=True)
+    return Patches(X[:, first], inverse.ravel().astype(np.int64), counts.astype(np.int64))

@@ -1,0 +1,149 @@
+"""``deeplsm vlsm``: voxel-based lesion-symptom mapping with permutation FWE."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from pathlib import Path
+
+from deeplsm.cli._common import (
+    add_lesion_options,
+    comma_list,
+    load_lesions_from_args,
+    nonnegative_int,
+    positive_int,
+    unit_float,
+)
+
+log = logging.getLogger("deeplsm")
+
+
+def min_subjects_type(text: str) -> int | float:
+    """``10`` (a count) or ``0.1`` (a fraction of the subjects)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count or a fraction, got {text!r}") from None
+    if not v > 0 or (v >= 1 and v != int(v)):
+        raise argparse.ArgumentTypeError(
+            f"expected a whole count >= 1 or a fraction in (0, 1), got {text}")
+    return int(v) if v >= 1 else v
+
+
+def add_common_options(p: argparse.ArgumentParser, volume_default: str) -> None:
+    """Options shared by ``vlsm`` and ``svr``."""
+    add_lesion_options(p)
+    g = p.add_argument_group("scores")
+    g.add_argument("--scores", required=True, metavar="CSV",
+                   help="score table: a subject column and one numeric column per output")
+    g.add_argument("--outputs", type=comma_list, metavar="A,B",
+                   help="score columns to map (default: all)")
+    g.add_argument("--covariates", metavar="CSV",
+                   help="table of nuisance covariates (subject column + numeric columns)")
+    a = p.add_argument_group("analysis")
+    a.add_argument("--volume-correction", choices=("none", "score", "dtlvc", "both"),
+                   default=volume_default,
+                   help=f"lesion-volume control (default: {volume_default})")
+    a.add_argument("--min-subjects", type=min_subjects_type, default=10, metavar="N|FRACTION",
+                   help="test voxels lesioned (and spared) in at least N subjects, or in this "
+                   "fraction of them (default: 10)")
+    a.add_argument("--tail", choices=("two-sided", "greater", "less"), default="two-sided",
+                   help="'greater': lesioned subjects score higher; 'less': lower")
+    a.add_argument("--permutations", type=nonnegative_int, default=1000, metavar="N",
+                   help="score permutations for FWE/CFWER (0: none; default: 1000)")
+    a.add_argument("--alpha", type=unit_float, default=0.05, help="significance level (default: 0.05)")
+    a.add_argument("--cfwer-v", type=positive_int, default=1, metavar="V",
+                   help="CFWER: tolerate up to V-1 false positive voxels (default 1 = FWE)")
+    a.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("_") or "score"
+
+
+def load_inputs(args):
+    """Cohort, score table and covariates from the parsed options."""
+    from deeplsm.cohort import load_scores
+
+    cohort = load_lesions_from_args(args, verbose=not args.quiet)
+    scores = load_scores(args.scores, cohort.subject_ids, args.outputs)
+    cov = None
+    if args.covariates:
+        cov = load_scores(args.covariates, cohort.subject_ids).to_numpy()
+    return cohort, scores, cov
+
+
+def write_outputs(args, cohort, fitted: dict, maps: dict[str, str], method: str) -> Path:
+    """Write the maps of every fitted estimator, the mask and ``summary.json`` atomically."""
+    import nibabel as nib
+
+    from deeplsm._utils import atomic_path, package_versions, write_json
+
+    out = Path(args.out)
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+              if k not in ("func",)}
+    with atomic_path(out) as tmp:
+        tmp.mkdir(parents=True)
+        summary = {"method": method, "config": config, "versions": package_versions(),
+                   "grid": cohort.grid.to_dict(), "n_subjects": cohort.n_subjects,
+                   "subject_ids": cohort.subject_ids, "outputs": {}}
+        first = next(iter(fitted.values()))
+        nib.save(first.mask_img_, tmp / "mask.nii.gz")
+        for name, est in fitted.items():
+            stem = safe_name(name)
+            files = {}
+            for suffix, attr in maps.items():
+                img = getattr(est, f"{attr}_img_", None)
+                if img is None:
+                    continue
+                path = tmp / f"{stem}_{suffix}.nii.gz"
+                nib.save(img, path)
+                files[suffix] = path.name
+            summary["outputs"][name] = {**est.summary(), "files": files}
+        write_json(tmp / "summary.json", summary)
+    log.info("wrote %d output(s) to %s", len(fitted), out)
+    return out
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("vlsm", help="voxel-based lesion-symptom mapping (t, Welch, Brunner-Munzel, "
+                       "regression, Liebermeister) with permutation FWE",
+                       description="Mass-univariate VLSM. Writes DIR/{output}_stat.nii.gz, _z, _p, "
+                       "_p_fdr, _p_fwe (with permutations), _thresholded, mask.nii.gz, summary.json.")
+    add_common_options(p, volume_default="none")
+    a = p.add_argument_group("test")
+    a.add_argument("--test", choices=("t", "welch", "bm", "regression", "liebermeister"), default="t",
+                   help="voxelwise test (default: t, pooled variance)")
+    a.add_argument("--correction", choices=("none", "fdr", "bonferroni", "fwe", "cfwer", "cluster"),
+                   default=None, help="what thresholds the _thresholded map (default: fwe with "
+                   "permutations, fdr without)")
+    a.add_argument("--cluster-p", type=unit_float, default=0.001,
+                   help="cluster-forming uncorrected p for --correction cluster (default: 0.001)")
+    a.add_argument("--no-patches", action="store_true",
+                   help="test every voxel, not each distinct lesion pattern once")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from deeplsm.classical import MassUnivariateLSM
+
+    cohort, scores, cov = load_inputs(args)
+    correction = args.correction or ("fwe" if args.permutations > 0 else "fdr")
+    fitted = {}
+    for i, name in enumerate(scores.columns):
+        log.info("vlsm: %s (%s test, %d subjects)", name, args.test, cohort.n_subjects)
+        est = MassUnivariateLSM(
+            test=args.test, tail=args.tail, volume_correction=args.volume_correction,
+            min_subjects=args.min_subjects, compress_patches=not args.no_patches,
+            n_permutations=args.permutations, correction=correction, alpha=args.alpha,
+            cfwer_v=args.cfwer_v, cluster_p=args.cluster_p, random_state=args.seed + i,
+            verbose=not args.quiet,
+        )
+        fitted[name] = est.fit(cohort, scores[name].to_numpy(), covariates=cov)
+    maps = {"stat": "statistic", "z": "z", "p": "p", "p_fdr": "p_fdr", "p_fwe": "p_fwe",
+            "p_cfwer": "p_cfwer", "p_cluster": "p_cluster", "thresholded": "thresholded"}
+    write_outputs(args, cohort, fitted, maps, "vlsm")
+    return 0

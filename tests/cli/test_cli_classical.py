@@ -1,0 +1,126 @@
+"""``deeplsm vlsm`` and ``deeplsm svr`` end to end on tiny NIfTI cohorts."""
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from deeplsm.cli import main
+
+LESYMAP = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "lesymap-lesions"
+
+
+@pytest.fixture
+def files(tmp_path):
+    rng = np.random.default_rng(0)
+    n, shape = 30, (7, 8, 9)
+    les = tmp_path / "lesions"
+    les.mkdir()
+    data = (rng.random((n, *shape)) < 0.3).astype(np.uint8)
+    ids = [f"sub-{i:02d}" for i in range(n)]
+    for sid, d in zip(ids, data):
+        nib.save(nib.Nifti1Image(d.astype(np.float32), np.eye(4)), les / f"{sid}_lesion.nii.gz")
+    y1 = -2.0 * data[:, 3, 4, 5] + rng.normal(size=n)
+    y2 = rng.normal(size=n)
+    pd.DataFrame({"subject": ids, "naming": y1, "motor score": y2}).to_csv(tmp_path / "scores.csv",
+                                                                        index=False)
+    pd.DataFrame({"subject": ids, "age": rng.normal(60, 10, n)}).to_csv(tmp_path / "cov.csv", index=False)
+    return tmp_path
+
+
+def _run(files, *extra):
+    return main(["vlsm", "--lesions", str(files / "lesions"), "--scores", str(files / "scores.csv"),
+                 "--out", str(files / "out"), "--quiet", "--min-subjects", "3", *extra])
+
+
+def test_vlsm_writes_maps_and_summary(files):
+    assert _run(files, "--permutations", "49", "--test", "bm") == 0
+    out = files / "out"
+    for stem in ("naming", "motor_score"):
+        for suffix in ("stat", "z", "p", "p_fdr", "p_fwe", "thresholded"):
+            img = nib.load(out / f"{stem}_{suffix}.nii.gz")
+            assert img.shape == (7, 8, 9)
+            np.testing.assert_array_equal(img.affine, np.eye(4))
+    assert nib.load(out / "mask.nii.gz").get_fdata().sum() > 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["test"] == "bm"
+    assert set(summary["outputs"]) == {"naming", "motor score"}
+    assert "numpy" in summary["versions"]
+    assert summary["outputs"]["naming"]["files"]["stat"] == "naming_stat.nii.gz"
+    stat = nib.load(out / "naming_stat.nii.gz").get_fdata()
+    assert stat[3, 4, 5] < 0  # lesions at (3, 4, 5) lower the naming score
+    assert not [p for p in files.iterdir() if p.name.startswith(".out")]
+
+
+def test_vlsm_regression_with_covariates_and_fraction(files):
+    rc = _run(files, "--test", "regression", "--covariates", str(files / "cov.csv"),
+              "--volume-correction", "both", "--permutations", "0", "--outputs", "naming")
+    assert rc == 0
+    assert sorted(p.name for p in (files / "out").glob("naming_*")) == [
+        "naming_p.nii.gz", "naming_p_fdr.nii.gz", "naming_stat.nii.gz", "naming_thresholded.nii.gz",
+        "naming_z.nii.gz"]
+    assert main(["vlsm", "--lesions", str(files / "lesions"), "--scores", str(files / "scores.csv"),
+                 "--out", str(files / "out2"), "--quiet", "--min-subjects", "0.1",
+                 "--permutations", "0"]) == 0
+
+
+def test_svr_writes_maps(files):
+    rc = main(["svr", "--lesions", str(files / "lesions"), "--scores", str(files / "scores.csv"),
+               "--out", str(files / "svr"), "--quiet", "--min-subjects", "3", "--permutations", "20",
+               "--outputs", "naming", "--correction", "fwe"])
+    assert rc == 0
+    for suffix in ("stat", "p", "p_fwe", "thresholded"):
+        assert nib.load(files / "svr" / f"naming_{suffix}.nii.gz").shape == (7, 8, 9)
+    s = json.loads((files / "svr" / "summary.json").read_text())
+    assert s["outputs"]["naming"]["n_support_vectors"] > 0
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--min-subjects", "29"], "no voxel is lesioned in at least 29 and spared in at least 29 of the 30"),
+    (["--outputs", "memory"], "missing score column"),
+    (["--volume-correction", "dtlvc"], "needs test='regression'"),
+    (["--test", "liebermeister"], "binary scores"),
+    (["--permutations", "0", "--correction", "fwe"], "needs n_permutations > 0"),
+])
+def test_vlsm_bad_input_fails_cleanly(files, capsys, extra, message):
+    args = ["vlsm", "--lesions", str(files / "lesions"), "--scores", str(files / "scores.csv"),
+            "--out", str(files / "out"), "--quiet", *extra]
+    if "--min-subjects" not in extra:
+        args += ["--min-subjects", "3"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deeplsm: error: ") and message in err
+    assert not (files / "out").exists()
+    assert not [p for p in files.iterdir() if p.name.startswith(".out")]
+
+
+def test_missing_subject_score_fails_cleanly(files, capsys):
+    table = pd.read_csv(files / "scores.csv").iloc[:-2]
+    table.to_csv(files / "short.csv", index=False)
+    rc = main(["svr", "--lesions", str(files / "lesions"), "--scores", str(files / "short.csv"),
+               "--out", str(files / "svr"), "--quiet"])
+    assert rc == 2
+    assert "2 of 30 lesion subjects have no score" in capsys.readouterr().err
+    assert not (files / "svr").exists()
+
+
+@pytest.mark.skipif(not LESYMAP.is_dir(), reason="shared LESYMAP lesions not available")
+def test_vlsm_on_real_lesymap_masks(tmp_path):
+    """First 40 real 1 mm masks, resampled to 6 mm, BM with 20 permutations."""
+    paths = sorted(LESYMAP.glob("Subject_*.nii.gz"))[:40]
+    table = tmp_path / "lesions.csv"
+    pd.DataFrame({"subject": [p.name[:11] for p in paths], "path": [str(p) for p in paths]}).to_csv(
+        table, index=False)
+    rng = np.random.default_rng(1)
+    pd.DataFrame({"subject": [p.name[:11] for p in paths], "score": rng.normal(size=40)}).to_csv(
+        tmp_path / "scores.csv", index=False)
+    rc = main(["vlsm", "--lesions", str(table), "--voxel-size", "6", "--grid", "native",
+               "--scores", str(tmp_path / "scores.csv"), "--test", "bm", "--permutations", "20",
+               "--min-subjects", "0.1", "--out", str(tmp_path / "out"), "--quiet"])
+    assert rc == 0
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert s["outputs"]["score"]["min_subjects_applied"] == 4
+    assert s["outputs"]["score"]["n_tested_voxels"] > 100
