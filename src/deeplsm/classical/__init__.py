@@ -1,7 +1,16 @@
 """Classical lesion-symptom mapping baselines: VLSM (mass-univariate) and SVR-LSM."""
 
+from deeplsm.classical._io import MAP_FILES, save_fitted_maps
 from deeplsm.classical._mask import compress_patches, resolve_min_subjects, voxel_mask
 from deeplsm.classical.svr import SVRLSM
 from deeplsm.classical.vlsm import MassUnivariateLSM
 
-__all__ = ["SVRLSM", "MassUnivariateLSM", "compress_patches", "resolve_min_subjects", "voxel_mask"]
+__all__ = [
+    "MAP_FILES",
+    "SVRLSM",
+    "MassUnivariateLSM",
+    "compress_patches",
+    "resolve_min_subjects",
+    "save_fitted_maps",
+    "voxel_mask",
+]

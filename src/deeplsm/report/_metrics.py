@@ -35,7 +35,8 @@ def build_metrics(study: Study) -> dict:
         test = json.loads(path.read_text())["test"]
         prediction[mode] = {
             name: {"mse": m.get("mse"), "r2_pearson": m.get("r2_pearson"),
-                   "p_value": m.get("p_value"), "r2": m.get("r2_score", m.get("r2"))}
+                   "p_value": m.get("pearson_p", m.get("p_value")),
+                   "r2": m.get("r2_score", m.get("r2"))}
             for name, m in test.items()
         }
     localization: dict[str, dict] = {}

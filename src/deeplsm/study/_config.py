@@ -54,7 +54,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "stdevs": 0.1,
         "window": 4,  # occlusion, voxels (or "13mm")
         "stride": 2,
-        "occlusion_positive": False,
+        "occlusion_positive": True,  # positive part, as for IG/GS (zero stays zero)
         "seed": 0,
     },
     "classical": {
@@ -154,9 +154,9 @@ def demo_config(*, quick: bool = False, preset: str = "fast") -> dict:
     if quick:
         return make_config({
             "cohort": {"n_subjects": 120, "voxel_size": 6.0},
-            "scores": {"roi_size": 2, "min_patients": 10},
-            "models": {"overrides": {"max_epochs": 2, "batch_size": 16}},
-            "explain": {"max_subjects": 6, "n_steps": 4, "n_samples": 2, "window": 2, "stride": 2},
+            "scores": {"roi_size": 2, "min_patients": 5},
+            "models": {"overrides": {"max_epochs": 1, "batch_size": 16}},
+            "explain": {"max_subjects": 4, "n_steps": 4, "n_samples": 2, "window": 2, "stride": 2},
             "classical": {"permutations": 50, "svr_permutations": 0},
         })
     return make_config(DEMO_OVERRIDES)

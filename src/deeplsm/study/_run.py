@@ -247,6 +247,15 @@ class Study:
             fitted[name] = est.fit(sub, scores[name].to_numpy())
         save_fitted_maps(self.out / "classical" / method, sub, fitted, method,
                          config={**c, "subjects_used": len(ids)})
+        # Normalised positive part, scored like the CNN maps (lesion -> higher score).
+        from deeplsm.explain import normalise_map
+
+        maps = self.out / "maps" / "classical"
+        maps.mkdir(parents=True, exist_ok=True)
+        for name, est in fitted.items():
+            stat = np.asarray(est.statistic_img_.dataobj, dtype=np.float64)
+            with atomic_path(maps / f"{method}_{name}.nii.gz") as tmp:
+                cohort.to_img(normalise_map(stat, positive=True), np.float32).to_filename(tmp)
 
     def _evaluate(self) -> None:
         from deeplsm.evaluate import evaluate_maps
