@@ -11,7 +11,7 @@ from deeplsm.cohort import LesionCohort
 SHAPE = (16, 20, 16)
 
 
-def make_cohort(n: int = 32, shape=SHAPE, seed: int = 0) -> tuple[LesionCohort, pd.DataFrame]:
+def make_cohort(n: int = 24, shape=SHAPE, seed: int = 0) -> tuple[LesionCohort, pd.DataFrame]:
     """Random blobs; score_a/score_b = lesioned fraction of two fixed cubes (in [0, 1]),
     plus a binary and a 3-class label derived from them."""
     rng = np.random.default_rng(seed)

@@ -429,8 +429,16 @@ def _execute(out: Path, config: dict, x: np.ndarray, y: np.ndarray, ids: list[st
             dm = ArrayDataModule(x, y[:, cols], split, hp["batch_size"], seed=config["seed"])
             trainer, ckpt_cb = _make_trainer(out, config, key, ckdir, callbacks, verbose)
             last = ckdir / "last.ckpt"
+            # Lightning's CSVLogger starts a fresh metrics.csv on resume; keep the earlier epochs.
+            log_csv = out / "logs" / key / "metrics.csv"
+            earlier = pd.read_csv(log_csv) if last.is_file() and log_csv.is_file() else None
             t_fit = time.perf_counter()
             trainer.fit(module, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
+            if earlier is not None and log_csv.is_file():
+                new = pd.read_csv(log_csv)
+                first = new["epoch"].min() if len(new) else np.inf
+                merged = pd.concat([earlier[earlier["epoch"] < first], new], ignore_index=True)
+                _write_csv(log_csv, merged)
             is_zero = trainer.is_global_zero
             if trainer.interrupted:
                 raise KeyboardInterrupt
@@ -496,7 +504,8 @@ def _make_trainer(out: Path, config: dict, key: str, ckdir: Path, extra: Sequenc
     # scheduler and loop state too, for --resume. Saving both in full tripled the I/O per epoch.
     ckpt_cb = ModelCheckpoint(dirpath=ckdir, filename="best", monitor="val_loss", mode="min",
                               save_top_k=1, save_weights_only=True, enable_version_counter=False)
-    last_cb = ModelCheckpoint(dirpath=ckdir, save_top_k=0, save_last=True, enable_version_counter=False)
+    last_cb = ModelCheckpoint(dirpath=ckdir, filename="last", monitor=None, save_top_k=1,
+                              enable_version_counter=False)
     callbacks = [ckpt_cb, last_cb, *extra]
     if hp.get("early_stopping_patience"):
         callbacks.append(EarlyStopping(monitor="val_loss", mode="min",
@@ -525,12 +534,14 @@ def _make_trainer(out: Path, config: dict, key: str, ckdir: Path, extra: Sequenc
 @contextlib.contextmanager
 def _quiet_lightning(verbose: bool):
     """Silence Lightning's start-up chatter and its hints that don't apply to in-memory data."""
-    names = ("lightning.pytorch", "lightning.fabric", "lightning")
+    names = ("lightning.pytorch", "lightning.fabric", "lightning",
+             "lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
     levels = {n: logging.getLogger(n).level for n in names}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=r".*number of training batches.*")
         warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
+        warnings.filterwarnings("ignore", message=r".*Experiment logs directory .* exists and is not empty.*")
         warnings.filterwarnings("ignore", message=r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*")
         for n in names:
             logging.getLogger(n).setLevel(logging.INFO if verbose else logging.WARNING)
