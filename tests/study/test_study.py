@@ -122,3 +122,10 @@ def test_config_validation(tmp_path, capsys):
     cfg = load_config(good)
     assert cfg["cohort"]["source"] == str((tmp_path / "lesions").resolve())
     assert cfg["models"]["preset"] == "fast"
+
+
+def test_example_config_loads():
+    from pathlib import Path
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "examples" / "study.toml")
+    assert cfg["models"]["modes"] == ["multi", "single"] and cfg["explain"]["window"] == 4
