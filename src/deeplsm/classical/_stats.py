@@ -120,7 +120,11 @@ class RegressionEngine:
     Permutations follow Freedman & Lane (1983): the residuals of the reduced model are permuted.
     Because the permuted residuals ``u`` are then re-residualised against the nuisance space, the
     nuisance-adjusted predictor never needs forming: ``x_res' u = x' u``, one matrix product.
+    Permuted maps are returned as partial correlations ``r`` (float32), which order exactly as
+    ``t`` does; :meth:`raw_to_stat` converts the few values that are kept (maxima, thresholds).
     """
+
+    _STEP = 16384
 
     def __init__(self, X: np.ndarray, y: np.ndarray, Z: np.ndarray) -> None:
         self.Q = orthonormal_basis(Z)
@@ -130,33 +134,44 @@ class RegressionEngine:
                 f"too few subjects ({X.shape[0]}) for the regression with {self.Q.shape[1]} "
                 "nuisance column(s); need at least nuisance + 2"
             )
-        X64 = X.astype(np.float64)
-        proj = self.Q.T @ X64  # (k, U)
-        self.xss = np.einsum("nu,nu->u", X64, X64) - np.einsum("ku,ku->u", proj, proj)
-        self.xss = np.maximum(self.xss, 0.0)
-        self.X32 = np.asarray(X, dtype=np.float32)
-        self.X64 = X64
+        self.X = X
         self.resid = y - self.Q @ (self.Q.T @ y)
+        V = X.shape[1]
+        self.xss = np.empty(V)
+        self.xu = np.empty(V)
+        for lo in range(0, V, self._STEP):  # float64 in slices: exact, and memory stays small
+            x = X[:, lo:lo + self._STEP].astype(np.float64)
+            proj = self.Q.T @ x
+            self.xss[lo:lo + self._STEP] = np.einsum("nu,nu->u", x, x) - np.einsum("ku,ku->u", proj, proj)
+            self.xu[lo:lo + self._STEP] = self.resid @ x
+        self.xss = np.maximum(self.xss, 0.0)
+        with np.errstate(divide="ignore"):
+            self.inv_sqrt_xss = np.where(self.xss > 1e-12, 1.0 / np.sqrt(self.xss), 0.0).astype(np.float32)
+        self.X32 = np.asarray(X, dtype=np.float32)
 
-    def _t_from(self, xu: np.ndarray, unorm: np.ndarray) -> np.ndarray:
+    def raw_to_stat(self, r: np.ndarray) -> np.ndarray:
+        r = np.clip(np.asarray(r, dtype=np.float64), -1.0, 1.0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            r = xu / (np.sqrt(self.xss)[None, :] * unorm[:, None])
-            r = np.clip(r, -1.0, 1.0)
             t = r * np.sqrt(self.df / np.maximum(1.0 - r * r, 1e-30))
         return np.where(np.isfinite(t), t, 0.0)
 
+    def stat_to_raw(self, t: float) -> float:
+        return float(t / np.sqrt(self.df + t * t))
+
     def observed(self) -> tuple[np.ndarray, np.ndarray | float]:
-        u = self.resid
-        xu = (self.X64.T @ u)[None, :]
-        return self._t_from(xu, np.array([np.linalg.norm(u)]))[0], float(self.df)
+        unorm = np.linalg.norm(self.resid)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = self.xu / (np.sqrt(self.xss) * unorm)
+        return self.raw_to_stat(np.where(self.xss > 1e-12, r, 0.0)), float(self.df)
 
     def permuted(self, perms: np.ndarray) -> np.ndarray:
         U = self.resid[perms].T  # (N, P)
         U = U - self.Q @ (self.Q.T @ U)
         unorm = np.linalg.norm(U, axis=0)
         U32 = (U / np.where(unorm > 0, unorm, 1.0)).astype(np.float32)
-        xu = (U32.T @ self.X32).astype(np.float64)
-        return self._t_from(xu, np.ones(U.shape[1])).astype(np.float32)
+        r = U32.T @ self.X32
+        r *= self.inv_sqrt_xss[None, :]
+        return r
 
 
 class WelchEngine:

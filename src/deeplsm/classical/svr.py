@@ -3,6 +3,8 @@ Turkeltaub 2018), fitted through a precomputed RBF kernel so permutations reuse 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.model_selection import KFold
@@ -182,16 +184,13 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         self.score_scale_ = 100.0 / float(np.abs(y).max())
         y = y * self.score_scale_
         X = self._features(data)
-        if self.volume_correction in ("dtlvc", "both") and (np.abs(X).sum(axis=1) == 0).any():
-            k = int((np.abs(X).sum(axis=1) == 0).sum())
-            ids = ([cohort.subject_ids[i] for i in np.flatnonzero(np.abs(X).sum(axis=1) == 0)[:3]]
-                   if cohort is not None else [])
-            import warnings
-
-            warnings.warn(f"{k} subject(s) have no lesioned voxel in the mask "
-                          f"{', '.join(ids)}; their lesion vector stays zero", UserWarning, stacklevel=2)
-        G = (X.astype(np.float32) @ X.T.astype(np.float32)).astype(np.float64)
+        G = (X @ X.T).astype(np.float64)
         sq = np.diag(G).copy()
+        empty = np.flatnonzero(sq == 0)
+        if empty.size:
+            ids = [cohort.subject_ids[i] for i in empty[:3]] if cohort is not None else []
+            warnings.warn(f"{empty.size} subject(s) have no lesioned voxel in the mask "
+                          f"{', '.join(ids)}; their lesion vector stays zero", UserWarning, stacklevel=2)
         self.C_, self.gamma_ = float(self.C), float(self.gamma)
         self.cv_results_ = None
         if self.cv is not None:
@@ -201,7 +200,9 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         self._X_train = X
         self._sq_train = sq
         self.n_support_ = int(self.model_.support_.size)
-        w = self.model_.dual_coef_[0] @ X[self.model_.support_].astype(np.float64)
+        alpha = np.zeros(n)
+        alpha[self.model_.support_] = self.model_.dual_coef_[0]
+        w = (alpha.astype(np.float32) @ X).astype(np.float64)
         wmax = float(np.abs(w).max())
         self.beta_scale_ = _BETA_MAX / wmax if wmax > 0 else 1.0
         beta = w * self.beta_scale_
@@ -279,7 +280,7 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         exceed = np.zeros(beta.shape, np.int64)
         null_max = np.empty(n_perm)
         null_kth = np.empty(n_perm) if self.cfwer_v > 1 else None
-        X32 = X.astype(np.float32)
+        X32 = X
         done = 0
         with tqdm(total=n_perm, desc="SVR permutations", unit="perm",
                   disable=progress_disabled(self.verbose)) as bar:
