@@ -217,46 +217,65 @@ class BrunnerMunzelEngine:
 
     For a subject in one group, its overall rank minus its within-group rank (its *placement*) is
     the number of other-group subjects with a lower score, ties counting one half. After sorting
-    the subjects by score once, those counts are cumulative sums of the lesion indicators down
-    the sorted order, so no per-voxel ranking is needed.
+    the subjects by score once, those counts are running sums of the lesion indicators down the
+    sorted order, so no per-voxel ranking is needed. Untied scores take a faster exact path.
     """
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, chunk_voxels: int = 8192) -> None:
+    def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
         self.X = np.ascontiguousarray(X, dtype=np.uint8)
         self.y = np.asarray(y, dtype=np.float64)
         self.N = X.shape[0]
         self.n1 = X.sum(axis=0, dtype=np.float64)
         self.n0 = self.N - self.n1
-        self.chunk_voxels = chunk_voxels
 
-    def _sums(self, y: np.ndarray, dtype) -> tuple[np.ndarray, ...]:
+    def _sums(self, y: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Sums of placements (and their squares) in each group, for any ties.
+
+        Subjects are walked in score order, one tie block at a time, keeping the running count
+        of lesioned subjects below the block. In block ``b`` (``g`` subjects, ``m`` lesioned;
+        ``L`` lesioned and ``G`` subjects below it) a lesioned subject's placement is
+        ``G - L + (g - m) / 2`` and a spared one's is ``L + m / 2``.
+        """
         order = np.argsort(y, kind="stable")
         ys = y[order]
-        # tie blocks in sorted order: [start, end) of each subject's block
-        new = np.r_[True, ys[1:] != ys[:-1]]
-        block = np.cumsum(new) - 1
-        starts = np.flatnonzero(new)
+        starts = np.flatnonzero(np.r_[True, ys[1:] != ys[:-1]])
         ends = np.r_[starts[1:], self.N]
-        s, e = starts[block], ends[block]
-        se = (s + e).astype(dtype)[:, None]
         Xs = self.X[order]
         V = Xs.shape[1]
+        # half-integers: exact in float32 while every sum stays below 2**22
+        dt = np.float32 if float(self.N) ** 3 < 2**22 else np.float64
         out = [np.empty(V, dtype=np.float64) for _ in range(4)]
-        for lo in range(0, V, self.chunk_voxels):
-            hi = min(V, lo + self.chunk_voxels)
-            x = Xs[:, lo:hi].astype(dtype)
-            C = np.zeros((self.N + 1, hi - lo), dtype=dtype)
-            np.cumsum(x, axis=0, out=C[1:])
-            T = C[s] + C[e]  # twice the lesioned count below (ties half)
-            Q = 0.5 * T  # placement of a spared subject among the lesioned
-            P = 0.5 * se - Q  # placement of a lesioned subject among the spared
-            xP = x * P
-            nx = 1 - x
-            nQ = nx * Q
-            out[0][lo:hi] = xP.sum(axis=0, dtype=np.float64)
-            out[1][lo:hi] = (xP * P).sum(axis=0, dtype=np.float64)
-            out[2][lo:hi] = nQ.sum(axis=0, dtype=np.float64)
-            out[3][lo:hi] = (nQ * Q).sum(axis=0, dtype=np.float64)
+        step = 16384
+        for lo in range(0, V, step):
+            hi = min(V, lo + step)
+            w = hi - lo
+            L = np.zeros(w, dt)
+            acc = [np.zeros(w, dt) for _ in range(4)]
+            P, Q, tmp, m = (np.empty(w, dt) for _ in range(4))
+            for a, b in zip(starts, ends):
+                g = float(b - a)
+                if b - a == 1:
+                    m[:] = Xs[a, lo:hi]
+                else:
+                    np.sum(Xs[a:b, lo:hi], axis=0, dtype=dt, out=m)
+                # lesioned: P = a - L + (g - m) / 2 ; spared: Q = L + m / 2
+                np.multiply(m, -0.5, out=P)
+                P += a + 0.5 * g
+                P -= L
+                np.multiply(m, 0.5, out=Q)
+                Q += L
+                np.multiply(m, P, out=tmp)
+                acc[0] += tmp
+                tmp *= P
+                acc[1] += tmp
+                np.subtract(g, m, out=tmp)
+                tmp *= Q
+                acc[2] += tmp
+                tmp *= Q
+                acc[3] += tmp
+                L += m
+            for o, v in zip(out, acc):
+                o[lo:hi] = v
         return tuple(out)
 
     def _stat(self, A1, A2, B1, B2):
@@ -336,7 +355,7 @@ class BrunnerMunzelEngine:
     def observed(self):
         if self.untied:
             return self._stat(*self._sums_untied(self.y[None, :])[0])
-        return self._stat(*self._sums(self.y, np.float64))
+        return self._stat(*self._sums(self.y))
 
     def permuted(self, perms: np.ndarray) -> np.ndarray:
         out = np.empty((perms.shape[0], self.X.shape[1]), dtype=np.float32)
@@ -345,7 +364,7 @@ class BrunnerMunzelEngine:
                 out[i] = self._stat(*sums)[0]
             return out
         for i, p in enumerate(perms):
-            out[i] = self._stat(*self._sums(self.y[p], np.float32))[0]
+            out[i] = self._stat(*self._sums(self.y[p]))[0]
         return out
 
 
