@@ -185,7 +185,7 @@ class MassUnivariateLSM(BaseEstimator):
         self._check_params(covariates is not None, cohort is not None)
 
         mask_flat, self.n_min_subjects_ = voxel_mask(data, self.min_subjects)
-        X = data[:, mask_flat]
+        X = np.take(data, np.flatnonzero(mask_flat), axis=1)
         if self.volume_correction in ("score", "both"):
             y = volume_regressed(y, volumes)
         if self.compress_patches:
