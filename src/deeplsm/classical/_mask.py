@@ -105,14 +105,19 @@ def compress_patches(X: np.ndarray) -> Patches:
     if pad:
         packed = np.concatenate([packed, np.zeros((pad, V), np.uint8)])
     words = np.ascontiguousarray(packed.T).view(np.uint64)  # (V, W): one key of W words per voxel
-    order = np.lexsort(words.T[::-1])
-    srt = words[order]
-    new = np.ones(V, bool)
-    if V > 1:
+    # a 64-bit hash of each key, then an exact check; lexicographic sort only on a collision
+    mult = np.random.default_rng(0).integers(1, 2**63, size=words.shape[1], dtype=np.uint64) | np.uint64(1)
+    with np.errstate(over="ignore"):
+        h = (words * mult[None, :]).sum(axis=1, dtype=np.uint64)
+    _, first, inverse, counts = np.unique(h, return_index=True, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel().astype(np.int64)
+    if not np.array_equal(words, words[first[inverse]]):
+        order = np.lexsort(words.T[::-1])
+        srt = words[order]
+        new = np.ones(V, bool)
         new[1:] = (srt[1:] != srt[:-1]).any(axis=1)
-    group = np.cumsum(new) - 1
-    inverse = np.empty(V, np.int64)
-    inverse[order] = group
-    first = order[new]
-    counts = np.diff(np.r_[np.flatnonzero(new), V])
-    return Patches(X[:, first], inverse, counts.astype(np.int64))
+        inverse = np.empty(V, np.int64)
+        inverse[order] = np.cumsum(new) - 1
+        first = order[new]
+        counts = np.diff(np.r_[np.flatnonzero(new), V])
+    return Patches(np.take(X, first, axis=1), inverse, np.asarray(counts, dtype=np.int64))

@@ -8,7 +8,7 @@ scores than the spared ones. Each engine computes the observed map in float64 an
 from __future__ import annotations
 
 import numpy as np
-from scipy import special, stats
+from scipy import sparse, special, stats
 
 from deeplsm.exceptions import DeepLSMError
 
@@ -46,13 +46,13 @@ def t_pvalues(t: np.ndarray, df: np.ndarray | float, tail: str) -> np.ndarray:
     return np.minimum(1.0, 2.0 * stats.t.sf(np.abs(t), df))
 
 
-def tail_transform(stat: np.ndarray, tail: str) -> np.ndarray:
-    """Map a signed statistic so that larger means more extreme for ``tail``."""
+def tail_transform(stat: np.ndarray, tail: str, out: np.ndarray | None = None) -> np.ndarray:
+    """Map a signed statistic so that larger means more extreme for ``tail`` (``out=stat``: in place)."""
     if tail == "greater":
         return stat
     if tail == "less":
-        return -stat
-    return np.abs(stat)
+        return np.negative(stat, out=out)
+    return np.abs(stat, out=out)
 
 
 def fdr_bh(p: np.ndarray) -> np.ndarray:
@@ -124,8 +124,6 @@ class RegressionEngine:
     ``t`` does; :meth:`raw_to_stat` converts the few values that are kept (maxima, thresholds).
     """
 
-    _STEP = 16384
-
     def __init__(self, X: np.ndarray, y: np.ndarray, Z: np.ndarray) -> None:
         self.Q = orthonormal_basis(Z)
         self.df = X.shape[0] - self.Q.shape[1] - 1
@@ -136,14 +134,12 @@ class RegressionEngine:
             )
         self.X = X
         self.resid = y - self.Q @ (self.Q.T @ y)
-        V = X.shape[1]
-        self.xss = np.empty(V)
-        self.xu = np.empty(V)
-        for lo in range(0, V, self._STEP):  # float64 in slices: exact, and memory stays small
-            x = X[:, lo:lo + self._STEP].astype(np.float64)
-            proj = self.Q.T @ x
-            self.xss[lo:lo + self._STEP] = np.einsum("nu,nu->u", x, x) - np.einsum("ku,ku->u", proj, proj)
-            self.xu[lo:lo + self._STEP] = self.resid @ x
+        # float64 products through a sparse copy: lesion maps are mostly zeros, so this is exact
+        # and cheap, with no dense float64 copy of the lesion data
+        Xt = sparse.csr_matrix(np.ascontiguousarray(X.T), dtype=np.float64)  # (V, N)
+        proj = Xt @ self.Q  # (V, k)
+        self.xss = np.asarray(Xt.multiply(Xt).sum(axis=1)).ravel() - np.einsum("vk,vk->v", proj, proj)
+        self.xu = Xt @ self.resid
         self.xss = np.maximum(self.xss, 0.0)
         with np.errstate(divide="ignore"):
             self.inv_sqrt_xss = np.where(self.xss > 1e-12, 1.0 / np.sqrt(self.xss), 0.0).astype(np.float32)

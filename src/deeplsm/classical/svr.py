@@ -22,6 +22,7 @@ from deeplsm.classical._common import (
     check_covariates,
     check_scores,
     lesion_matrix,
+    lesion_volumes,
     to_volume,
     volume_regressed,
 )
@@ -176,7 +177,7 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         self : SVRLSM
         """
         self._check_params()
-        data, cohort, volumes = lesion_matrix(lesions)
+        data, cohort = lesion_matrix(lesions)
         n = data.shape[0]
         y = check_scores(scores, n)
         covariates = check_covariates(covariates, n)
@@ -184,7 +185,7 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         self._mask_flat = mask_flat
         self._voxels = np.flatnonzero(mask_flat)
         if self.volume_correction in ("score", "both"):
-            y = volume_regressed(y, volumes, covariates)
+            y = volume_regressed(y, lesion_volumes(data, cohort), covariates)
         elif covariates is not None:
             Z = np.column_stack([np.ones(n), covariates])
             y = y - Z @ np.linalg.lstsq(Z, y, rcond=None)[0] + y.mean()
@@ -334,7 +335,7 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         ndarray of shape (n_subjects,)
         """
         check_is_fitted(self, "model_")
-        data, _, _ = lesion_matrix(lesions)
+        data, _ = lesion_matrix(lesions)
         if data.shape[1] != self._mask_flat.size:
             raise DeepLSMError(
                 f"lesions have {data.shape[1]} voxels per map but the model was fitted on "

@@ -18,6 +18,7 @@ from deeplsm.classical._common import (
     check_scores,
     dtlvc_scale,
     lesion_matrix,
+    lesion_volumes,
     to_volume,
     volume_regressed,
 )
@@ -178,7 +179,7 @@ class MassUnivariateLSM(BaseEstimator):
         -------
         self : MassUnivariateLSM
         """
-        data, cohort, volumes = lesion_matrix(lesions)
+        data, cohort = lesion_matrix(lesions)
         n = data.shape[0]
         y = check_scores(scores, n)
         covariates = check_covariates(covariates, n)
@@ -186,6 +187,9 @@ class MassUnivariateLSM(BaseEstimator):
 
         mask_flat, self.n_min_subjects_ = voxel_mask(data, self.min_subjects)
         X = np.take(data, np.flatnonzero(mask_flat), axis=1)
+        volumes = None
+        if self.volume_correction != "none":
+            volumes = lesion_volumes(data, cohort)
         if self.volume_correction in ("score", "both"):
             y = volume_regressed(y, volumes)
         if self.compress_patches:
@@ -343,7 +347,7 @@ class MassUnivariateLSM(BaseEstimator):
                 # engines may return a monotone transform of the statistic ("raw", e.g. the
                 # partial correlation for t); only the kept maxima are converted back
                 raw = engine.permuted(perms)
-                ext = S.tail_transform(raw, self.tail)
+                ext = S.tail_transform(raw, self.tail, out=None if cl is not None else raw)
                 null_max[done:done + k] = to_stat(ext.max(axis=1))
                 if null_kth is not None:
                     null_kth[done:done + k] = to_stat(S.kth_largest_weighted(ext, counts, self.cfwer_v))
