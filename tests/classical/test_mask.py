@@ -41,3 +41,21 @@ def test_compress_patches_round_trip(X):
     assert p.counts.sum() == X.shape[1]
     # the duplicated columns (250..299 copy 0..49) share patterns
     np.testing.assert_array_equal(p.inverse[250:], p.inverse[:50])
+
+
+def test_compress_patches_hash_collision_falls_back_to_exact_sort(monkeypatch):
+    """With a degenerate hash (all multipliers 1), keys that are word permutations collide."""
+    import deeplsm.classical._mask as mask_mod
+
+    class OnesRng:
+        def integers(self, low, high, size, dtype):
+            return np.ones(size, dtype=dtype)
+
+    monkeypatch.setattr(mask_mod.np.random, "default_rng", lambda seed=None: OnesRng())
+    a = np.r_[np.ones(64), np.zeros(64)].astype(np.uint8)
+    b = np.r_[np.zeros(64), np.ones(64)].astype(np.uint8)
+    X = np.column_stack([a, b, a, b])
+    p = compress_patches(X)
+    assert p.patterns.shape[1] == 2
+    np.testing.assert_array_equal(p.patterns[:, p.inverse], X)
+    np.testing.assert_array_equal(np.sort(p.counts), [2, 2])

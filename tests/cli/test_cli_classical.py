@@ -67,6 +67,16 @@ def test_vlsm_regression_with_covariates_and_fraction(files):
                  "--permutations", "0"]) == 0
 
 
+def test_vlsm_cluster_and_cfwer(files):
+    assert _run(files, "--permutations", "19", "--correction", "cluster", "--cluster-p", "0.05",
+                "--outputs", "naming") == 0
+    assert (files / "out" / "naming_p_cluster.nii.gz").exists()
+    assert _run(files, "--permutations", "19", "--correction", "cfwer", "--cfwer-v", "3",
+                "--outputs", "naming") == 0
+    assert (files / "out" / "naming_p_cfwer.nii.gz").exists()
+    assert not (files / "out" / "naming_p_cluster.nii.gz").exists()  # the folder was replaced
+
+
 def test_svr_writes_maps(files):
     rc = main(["svr", "--lesions", str(files / "lesions"), "--scores", str(files / "scores.csv"),
                "--out", str(files / "svr"), "--quiet", "--min-subjects", "3", "--permutations", "20",

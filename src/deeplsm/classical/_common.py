@@ -12,14 +12,10 @@ from deeplsm.exceptions import DeepLSMError
 VOLUME_CORRECTIONS = ("none", "score", "dtlvc", "both")
 
 
-def lesion_matrix(lesions) -> tuple[np.ndarray, LesionCohort | None, np.ndarray]:
-    """``(data (N, V) uint8, cohort or None, lesion volumes (N,))`` from a cohort or an array.
-
-    Volumes are in mL for a cohort and in voxels for an array.
-    """
+def lesion_matrix(lesions) -> tuple[np.ndarray, LesionCohort | None]:
+    """``(data (N, V) uint8, cohort or None)`` from a cohort or a binary array."""
     if isinstance(lesions, LesionCohort):
-        data = lesions.data.reshape(lesions.n_subjects, -1)
-        return data, lesions, lesions.lesion_volumes_ml()
+        return lesions.data.reshape(lesions.n_subjects, -1), lesions
     arr = np.asarray(lesions)
     if arr.ndim != 2:
         raise DeepLSMError(
@@ -28,8 +24,14 @@ def lesion_matrix(lesions) -> tuple[np.ndarray, LesionCohort | None, np.ndarray]
         )
     if arr.size and not np.all((arr == 0) | (arr == 1)):
         raise DeepLSMError("lesions: the array must be binary (0/1)")
-    data = arr.astype(np.uint8)
-    return data, None, data.sum(axis=1, dtype=np.int64).astype(np.float64)
+    return arr.astype(np.uint8), None
+
+
+def lesion_volumes(data: np.ndarray, cohort: LesionCohort | None) -> np.ndarray:
+    """Lesion volume per subject: mL for a cohort, voxels for an array."""
+    if cohort is not None:
+        return cohort.lesion_volumes_ml()
+    return data.sum(axis=1, dtype=np.int64).astype(np.float64)
 
 
 def check_scores(scores, n_subjects: int) -> np.ndarray:

@@ -98,9 +98,26 @@ def compress_patches(X: np.ndarray) -> Patches:
     As LESYMAP's ``patchinfo``: a statistic that depends only on the column needs computing once
     per pattern.
     """
-    X = np.ascontiguousarray(X, dtype=np.uint8)
-    packed = np.packbits(X.T, axis=1)  # (V, ceil(N/8))
-    keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).ravel()
-    _, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True,
-                                          return_counts=True)
-    return Patches(X[:, first], inverse.ravel().astype(np.int64), counts.astype(np.int64))
+    X = np.asarray(X, dtype=np.uint8)
+    V = X.shape[1]
+    packed = np.packbits(X, axis=0)  # (ceil(N/8), V)
+    pad = (-packed.shape[0]) % 8
+    if pad:
+        packed = np.concatenate([packed, np.zeros((pad, V), np.uint8)])
+    words = np.ascontiguousarray(packed.T).view(np.uint64)  # (V, W): one key of W words per voxel
+    # a 64-bit hash of each key, then an exact check; lexicographic sort only on a collision
+    mult = np.random.default_rng(0).integers(1, 2**63, size=words.shape[1], dtype=np.uint64) | np.uint64(1)
+    with np.errstate(over="ignore"):
+        h = (words * mult[None, :]).sum(axis=1, dtype=np.uint64)
+    _, first, inverse, counts = np.unique(h, return_index=True, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel().astype(np.int64)
+    if not np.array_equal(words, words[first[inverse]]):
+        order = np.lexsort(words.T[::-1])
+        srt = words[order]
+        new = np.ones(V, bool)
+        new[1:] = (srt[1:] != srt[:-1]).any(axis=1)
+        inverse = np.empty(V, np.int64)
+        inverse[order] = np.cumsum(new) - 1
+        first = order[new]
+        counts = np.diff(np.r_[np.flatnonzero(new), V])
+    return Patches(np.take(X, first, axis=1), inverse, np.asarray(counts, dtype=np.int64))

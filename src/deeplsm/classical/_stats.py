@@ -8,7 +8,7 @@ scores than the spared ones. Each engine computes the observed map in float64 an
 from __future__ import annotations
 
 import numpy as np
-from scipy import special, stats
+from scipy import sparse, special, stats
 
 from deeplsm.exceptions import DeepLSMError
 
@@ -46,13 +46,13 @@ def t_pvalues(t: np.ndarray, df: np.ndarray | float, tail: str) -> np.ndarray:
     return np.minimum(1.0, 2.0 * stats.t.sf(np.abs(t), df))
 
 
-def tail_transform(stat: np.ndarray, tail: str) -> np.ndarray:
-    """Map a signed statistic so that larger means more extreme for ``tail``."""
+def tail_transform(stat: np.ndarray, tail: str, out: np.ndarray | None = None) -> np.ndarray:
+    """Map a signed statistic so that larger means more extreme for ``tail`` (``out=stat``: in place)."""
     if tail == "greater":
         return stat
     if tail == "less":
-        return -stat
-    return np.abs(stat)
+        return np.negative(stat, out=out)
+    return np.abs(stat, out=out)
 
 
 def fdr_bh(p: np.ndarray) -> np.ndarray:
@@ -120,6 +120,8 @@ class RegressionEngine:
     Permutations follow Freedman & Lane (1983): the residuals of the reduced model are permuted.
     Because the permuted residuals ``u`` are then re-residualised against the nuisance space, the
     nuisance-adjusted predictor never needs forming: ``x_res' u = x' u``, one matrix product.
+    Permuted maps are returned as partial correlations ``r`` (float32), which order exactly as
+    ``t`` does; :meth:`raw_to_stat` converts the few values that are kept (maxima, thresholds).
     """
 
     def __init__(self, X: np.ndarray, y: np.ndarray, Z: np.ndarray) -> None:
@@ -130,33 +132,42 @@ class RegressionEngine:
                 f"too few subjects ({X.shape[0]}) for the regression with {self.Q.shape[1]} "
                 "nuisance column(s); need at least nuisance + 2"
             )
-        X64 = X.astype(np.float64)
-        proj = self.Q.T @ X64  # (k, U)
-        self.xss = np.einsum("nu,nu->u", X64, X64) - np.einsum("ku,ku->u", proj, proj)
-        self.xss = np.maximum(self.xss, 0.0)
-        self.X32 = np.asarray(X, dtype=np.float32)
-        self.X64 = X64
+        self.X = X
         self.resid = y - self.Q @ (self.Q.T @ y)
+        # float64 products through a sparse copy: lesion maps are mostly zeros, so this is exact
+        # and cheap, with no dense float64 copy of the lesion data
+        Xt = sparse.csr_matrix(np.ascontiguousarray(X.T), dtype=np.float64)  # (V, N)
+        proj = Xt @ self.Q  # (V, k)
+        self.xss = np.asarray(Xt.multiply(Xt).sum(axis=1)).ravel() - np.einsum("vk,vk->v", proj, proj)
+        self.xu = Xt @ self.resid
+        self.xss = np.maximum(self.xss, 0.0)
+        with np.errstate(divide="ignore"):
+            self.inv_sqrt_xss = np.where(self.xss > 1e-12, 1.0 / np.sqrt(self.xss), 0.0).astype(np.float32)
+        self.X32 = np.asarray(X, dtype=np.float32)
 
-    def _t_from(self, xu: np.ndarray, unorm: np.ndarray) -> np.ndarray:
+    def raw_to_stat(self, r: np.ndarray) -> np.ndarray:
+        r = np.clip(np.asarray(r, dtype=np.float64), -1.0, 1.0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            r = xu / (np.sqrt(self.xss)[None, :] * unorm[:, None])
-            r = np.clip(r, -1.0, 1.0)
             t = r * np.sqrt(self.df / np.maximum(1.0 - r * r, 1e-30))
         return np.where(np.isfinite(t), t, 0.0)
 
+    def stat_to_raw(self, t: float) -> float:
+        return float(t / np.sqrt(self.df + t * t))
+
     def observed(self) -> tuple[np.ndarray, np.ndarray | float]:
-        u = self.resid
-        xu = (self.X64.T @ u)[None, :]
-        return self._t_from(xu, np.array([np.linalg.norm(u)]))[0], float(self.df)
+        unorm = np.linalg.norm(self.resid)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = self.xu / (np.sqrt(self.xss) * unorm)
+        return self.raw_to_stat(np.where(self.xss > 1e-12, r, 0.0)), float(self.df)
 
     def permuted(self, perms: np.ndarray) -> np.ndarray:
         U = self.resid[perms].T  # (N, P)
         U = U - self.Q @ (self.Q.T @ U)
         unorm = np.linalg.norm(U, axis=0)
         U32 = (U / np.where(unorm > 0, unorm, 1.0)).astype(np.float32)
-        xu = (U32.T @ self.X32).astype(np.float64)
-        return self._t_from(xu, np.ones(U.shape[1])).astype(np.float32)
+        r = U32.T @ self.X32
+        r *= self.inv_sqrt_xss[None, :]
+        return r
 
 
 class WelchEngine:
@@ -202,46 +213,65 @@ class BrunnerMunzelEngine:
 
     For a subject in one group, its overall rank minus its within-group rank (its *placement*) is
     the number of other-group subjects with a lower score, ties counting one half. After sorting
-    the subjects by score once, those counts are cumulative sums of the lesion indicators down
-    the sorted order, so no per-voxel ranking is needed.
+    the subjects by score once, those counts are running sums of the lesion indicators down the
+    sorted order, so no per-voxel ranking is needed. Untied scores take a faster exact path.
     """
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, chunk_voxels: int = 8192) -> None:
+    def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
         self.X = np.ascontiguousarray(X, dtype=np.uint8)
         self.y = np.asarray(y, dtype=np.float64)
         self.N = X.shape[0]
         self.n1 = X.sum(axis=0, dtype=np.float64)
         self.n0 = self.N - self.n1
-        self.chunk_voxels = chunk_voxels
 
-    def _sums(self, y: np.ndarray, dtype) -> tuple[np.ndarray, ...]:
+    def _sums(self, y: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Sums of placements (and their squares) in each group, for any ties.
+
+        Subjects are walked in score order, one tie block at a time, keeping the running count
+        of lesioned subjects below the block. In block ``b`` (``g`` subjects, ``m`` lesioned;
+        ``L`` lesioned and ``G`` subjects below it) a lesioned subject's placement is
+        ``G - L + (g - m) / 2`` and a spared one's is ``L + m / 2``.
+        """
         order = np.argsort(y, kind="stable")
         ys = y[order]
-        # tie blocks in sorted order: [start, end) of each subject's block
-        new = np.r_[True, ys[1:] != ys[:-1]]
-        block = np.cumsum(new) - 1
-        starts = np.flatnonzero(new)
+        starts = np.flatnonzero(np.r_[True, ys[1:] != ys[:-1]])
         ends = np.r_[starts[1:], self.N]
-        s, e = starts[block], ends[block]
-        se = (s + e).astype(dtype)[:, None]
         Xs = self.X[order]
         V = Xs.shape[1]
+        # half-integers: exact in float32 while every sum stays below 2**22
+        dt = np.float32 if float(self.N) ** 3 < 2**22 else np.float64
         out = [np.empty(V, dtype=np.float64) for _ in range(4)]
-        for lo in range(0, V, self.chunk_voxels):
-            hi = min(V, lo + self.chunk_voxels)
-            x = Xs[:, lo:hi].astype(dtype)
-            C = np.zeros((self.N + 1, hi - lo), dtype=dtype)
-            np.cumsum(x, axis=0, out=C[1:])
-            T = C[s] + C[e]  # twice the lesioned count below (ties half)
-            Q = 0.5 * T  # placement of a spared subject among the lesioned
-            P = 0.5 * se - Q  # placement of a lesioned subject among the spared
-            xP = x * P
-            nx = 1 - x
-            nQ = nx * Q
-            out[0][lo:hi] = xP.sum(axis=0, dtype=np.float64)
-            out[1][lo:hi] = (xP * P).sum(axis=0, dtype=np.float64)
-            out[2][lo:hi] = nQ.sum(axis=0, dtype=np.float64)
-            out[3][lo:hi] = (nQ * Q).sum(axis=0, dtype=np.float64)
+        step = 16384
+        for lo in range(0, V, step):
+            hi = min(V, lo + step)
+            w = hi - lo
+            L = np.zeros(w, dt)
+            acc = [np.zeros(w, dt) for _ in range(4)]
+            P, Q, tmp, m = (np.empty(w, dt) for _ in range(4))
+            for a, b in zip(starts, ends):
+                g = float(b - a)
+                if b - a == 1:
+                    m[:] = Xs[a, lo:hi]
+                else:
+                    np.sum(Xs[a:b, lo:hi], axis=0, dtype=dt, out=m)
+                # lesioned: P = a - L + (g - m) / 2 ; spared: Q = L + m / 2
+                np.multiply(m, -0.5, out=P)
+                P += a + 0.5 * g
+                P -= L
+                np.multiply(m, 0.5, out=Q)
+                Q += L
+                np.multiply(m, P, out=tmp)
+                acc[0] += tmp
+                tmp *= P
+                acc[1] += tmp
+                np.subtract(g, m, out=tmp)
+                tmp *= Q
+                acc[2] += tmp
+                tmp *= Q
+                acc[3] += tmp
+                L += m
+            for o, v in zip(out, acc):
+                o[lo:hi] = v
         return tuple(out)
 
     def _stat(self, A1, A2, B1, B2):
@@ -321,7 +351,7 @@ class BrunnerMunzelEngine:
     def observed(self):
         if self.untied:
             return self._stat(*self._sums_untied(self.y[None, :])[0])
-        return self._stat(*self._sums(self.y, np.float64))
+        return self._stat(*self._sums(self.y))
 
     def permuted(self, perms: np.ndarray) -> np.ndarray:
         out = np.empty((perms.shape[0], self.X.shape[1]), dtype=np.float32)
@@ -330,7 +360,7 @@ class BrunnerMunzelEngine:
                 out[i] = self._stat(*sums)[0]
             return out
         for i, p in enumerate(perms):
-            out[i] = self._stat(*self._sums(self.y[p], np.float32))[0]
+            out[i] = self._stat(*self._sums(self.y[p]))[0]
         return out
 
 

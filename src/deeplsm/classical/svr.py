@@ -3,7 +3,10 @@ Turkeltaub 2018), fitted through a precomputed RBF kernel so permutations reuse 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+from scipy import sparse
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.model_selection import KFold
 from sklearn.svm import SVR
@@ -19,6 +22,7 @@ from deeplsm.classical._common import (
     check_covariates,
     check_scores,
     lesion_matrix,
+    lesion_volumes,
     to_volume,
     volume_regressed,
 )
@@ -145,12 +149,17 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         if self.cv is not None and not (isinstance(self.cv, int | np.integer) and self.cv >= 2):
             raise DeepLSMError(f"cv must be None or an integer >= 2, got {self.cv!r}")
 
-    def _features(self, data: np.ndarray) -> np.ndarray:
-        X = data[:, self._mask_flat].astype(np.float32)
+    def _features(self, data: np.ndarray) -> sparse.csr_matrix:
+        """Tested voxels as a sparse (n_subjects, n_voxels) matrix, rows unit-norm under DTLVC.
+
+        Lesion maps are sparse, so the Gram matrix and the beta maps cost O(non-zeros) instead
+        of O(N^2 V) and O(P N V); no dense float copy of the lesion data is made.
+        """
+        X = sparse.csr_matrix(np.take(data, self._voxels, axis=1), dtype=np.float64)
         if self.volume_correction in ("dtlvc", "both"):
-            norm = np.sqrt(X.sum(axis=1, dtype=np.float64))
-            X *= np.where(norm > 0, 1.0 / np.where(norm > 0, norm, 1.0), 0.0).astype(np.float32)[:, None]
-        return X
+            norm = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
+            X = sparse.diags(np.where(norm > 0, 1.0 / np.where(norm > 0, norm, 1.0), 0.0)) @ X
+        return sparse.csr_matrix(X)
 
     def fit(self, lesions, scores, covariates=None):
         """Fit the SVR, compute the beta map and (optionally) its permutation p-values.
@@ -168,30 +177,28 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         self : SVRLSM
         """
         self._check_params()
-        data, cohort, volumes = lesion_matrix(lesions)
+        data, cohort = lesion_matrix(lesions)
         n = data.shape[0]
         y = check_scores(scores, n)
         covariates = check_covariates(covariates, n)
         mask_flat, self.n_min_subjects_ = voxel_mask(data, self.min_subjects)
         self._mask_flat = mask_flat
+        self._voxels = np.flatnonzero(mask_flat)
         if self.volume_correction in ("score", "both"):
-            y = volume_regressed(y, volumes, covariates)
+            y = volume_regressed(y, lesion_volumes(data, cohort), covariates)
         elif covariates is not None:
             Z = np.column_stack([np.ones(n), covariates])
             y = y - Z @ np.linalg.lstsq(Z, y, rcond=None)[0] + y.mean()
         self.score_scale_ = 100.0 / float(np.abs(y).max())
         y = y * self.score_scale_
         X = self._features(data)
-        if self.volume_correction in ("dtlvc", "both") and (np.abs(X).sum(axis=1) == 0).any():
-            k = int((np.abs(X).sum(axis=1) == 0).sum())
-            ids = ([cohort.subject_ids[i] for i in np.flatnonzero(np.abs(X).sum(axis=1) == 0)[:3]]
-                   if cohort is not None else [])
-            import warnings
-
-            warnings.warn(f"{k} subject(s) have no lesioned voxel in the mask "
-                          f"{', '.join(ids)}; their lesion vector stays zero", UserWarning, stacklevel=2)
-        G = (X.astype(np.float32) @ X.T.astype(np.float32)).astype(np.float64)
+        G = (X @ X.T).toarray()
         sq = np.diag(G).copy()
+        empty = np.flatnonzero(sq == 0)
+        if empty.size:
+            ids = [cohort.subject_ids[i] for i in empty[:3]] if cohort is not None else []
+            warnings.warn(f"{empty.size} subject(s) have no lesioned voxel in the mask "
+                          f"{', '.join(ids)}; their lesion vector stays zero", UserWarning, stacklevel=2)
         self.C_, self.gamma_ = float(self.C), float(self.gamma)
         self.cv_results_ = None
         if self.cv is not None:
@@ -201,7 +208,9 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         self._X_train = X
         self._sq_train = sq
         self.n_support_ = int(self.model_.support_.size)
-        w = self.model_.dual_coef_[0] @ X[self.model_.support_].astype(np.float64)
+        alpha = np.zeros(n)
+        alpha[self.model_.support_] = self.model_.dual_coef_[0]
+        w = np.asarray(X.T @ alpha).ravel()
         wmax = float(np.abs(w).max())
         self.beta_scale_ = _BETA_MAX / wmax if wmax > 0 else 1.0
         beta = w * self.beta_scale_
@@ -279,7 +288,9 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         exceed = np.zeros(beta.shape, np.int64)
         null_max = np.empty(n_perm)
         null_kth = np.empty(n_perm) if self.cfwer_v > 1 else None
-        X32 = X.astype(np.float32)
+        XT32 = sparse.csr_matrix(X.T, dtype=np.float32)
+        # float32 maps: count ties with the observed value as exceedances
+        obs_thr = (ext_obs - 1e-6 * np.abs(ext_obs)).astype(np.float32)[None, :]
         done = 0
         with tqdm(total=n_perm, desc="SVR permutations", unit="perm",
                   disable=progress_disabled(self.verbose)) as bar:
@@ -287,9 +298,9 @@ class SVRLSM(RegressorMixin, BaseEstimator):
                 k = min(_CHUNK, n_perm - done)
                 perms = [rng.permutation(n) for _ in range(k)]
                 A = self._dual_vectors(K, y, perms)  # (k, n)
-                B = (A.astype(np.float32) @ X32) * np.float32(self.beta_scale_)
+                B = np.asarray(XT32 @ A.T.astype(np.float32)).T * np.float32(self.beta_scale_)
                 ext = S.tail_transform(B, self.tail)
-                exceed += (ext >= ext_obs[None, :].astype(np.float32) - 1e-6 * np.abs(ext_obs)).sum(0)
+                exceed += (ext >= obs_thr).sum(axis=0)
                 null_max[done:done + k] = ext.max(axis=1)
                 if null_kth is not None:
                     null_kth[done:done + k] = S.kth_largest_weighted(ext, None, self.cfwer_v)
@@ -324,15 +335,15 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         ndarray of shape (n_subjects,)
         """
         check_is_fitted(self, "model_")
-        data, _, _ = lesion_matrix(lesions)
+        data, _ = lesion_matrix(lesions)
         if data.shape[1] != self._mask_flat.size:
             raise DeepLSMError(
                 f"lesions have {data.shape[1]} voxels per map but the model was fitted on "
                 f"{self._mask_flat.size}"
             )
         X = self._features(data)
-        G = (X @ self._X_train.T).astype(np.float64)
-        sq = np.einsum("nv,nv->n", X.astype(np.float64), X.astype(np.float64))
+        G = (X @ self._X_train.T).toarray()
+        sq = np.asarray(X.multiply(X).sum(axis=1)).ravel()
         K = _rbf_from_gram(G, sq, self.gamma_, self._sq_train)
         return self.model_.predict(K) / self.score_scale_
 

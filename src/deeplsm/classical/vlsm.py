@@ -18,6 +18,7 @@ from deeplsm.classical._common import (
     check_scores,
     dtlvc_scale,
     lesion_matrix,
+    lesion_volumes,
     to_volume,
     volume_regressed,
 )
@@ -178,14 +179,17 @@ class MassUnivariateLSM(BaseEstimator):
         -------
         self : MassUnivariateLSM
         """
-        data, cohort, volumes = lesion_matrix(lesions)
+        data, cohort = lesion_matrix(lesions)
         n = data.shape[0]
         y = check_scores(scores, n)
         covariates = check_covariates(covariates, n)
         self._check_params(covariates is not None, cohort is not None)
 
         mask_flat, self.n_min_subjects_ = voxel_mask(data, self.min_subjects)
-        X = data[:, mask_flat]
+        X = np.take(data, np.flatnonzero(mask_flat), axis=1)
+        volumes = None
+        if self.volume_correction != "none":
+            volumes = lesion_volumes(data, cohort)
         if self.volume_correction in ("score", "both"):
             y = volume_regressed(y, volumes)
         if self.compress_patches:
@@ -325,6 +329,12 @@ class MassUnivariateLSM(BaseEstimator):
         chunk = int(max(1, min(n_perm, _CHUNK_BYTES // (4 * max(n_cols, 1)))))
         if self.test == "bm":
             chunk = min(chunk, 32)
+        def to_stat(raw):  # odd and increasing, so it commutes with the tail transform
+            return engine.raw_to_stat(raw) if hasattr(engine, "raw_to_stat") else raw
+
+        def to_raw(stat):
+            return engine.stat_to_raw(stat) if hasattr(engine, "stat_to_raw") else stat
+
         null_max = np.empty(n_perm)
         null_kth = np.empty(n_perm) if self.cfwer_v > 1 else None
         null_cluster = np.empty(n_perm) if cl is not None else None
@@ -334,16 +344,19 @@ class MassUnivariateLSM(BaseEstimator):
             while done < n_perm:
                 k = min(chunk, n_perm - done)
                 perms = np.stack([rng.permutation(n) for _ in range(k)])
-                stat_p = engine.permuted(perms)
-                ext = S.tail_transform(stat_p, self.tail)
-                null_max[done:done + k] = ext.max(axis=1)
+                # engines may return a monotone transform of the statistic ("raw", e.g. the
+                # partial correlation for t); only the kept maxima are converted back
+                raw = engine.permuted(perms)
+                ext = S.tail_transform(raw, self.tail, out=None if cl is not None else raw)
+                null_max[done:done + k] = to_stat(ext.max(axis=1))
                 if null_kth is not None:
-                    null_kth[done:done + k] = S.kth_largest_weighted(ext, counts, self.cfwer_v)
+                    null_kth[done:done + k] = to_stat(S.kth_largest_weighted(ext, counts, self.cfwer_v))
                 if null_cluster is not None:
+                    thr = to_raw(cl["thr"])
                     for i in range(k):
                         full = np.zeros(cl["mask"].shape, bool)
-                        full[cl["mask"]] = self._expand(ext[i], inverse) > cl["thr"]
-                        _, sizes = self._clusters(full, cl, self._expand(stat_p[i], inverse))
+                        full[cl["mask"]] = self._expand(ext[i], inverse) > thr
+                        _, sizes = self._clusters(full, cl, self._expand(raw[i], inverse))
                         null_cluster[done + i] = sizes.max() if sizes.size else 0
                 done += k
                 bar.update(k)
