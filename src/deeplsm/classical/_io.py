@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -15,13 +16,14 @@ from deeplsm.cohort import LesionCohort
 MAP_FILES = {
     "vlsm": {"stat": "statistic", "z": "z", "p": "p", "p_fdr": "p_fdr", "p_fwe": "p_fwe",
              "p_cfwer": "p_cfwer", "p_cluster": "p_cluster", "thresholded": "thresholded"},
-    "svr": {"stat": "beta", "p": "p", "p_fwe": "p_fwe", "thresholded": "thresholded"},
+    "svr": {"stat": "beta", "p": "p", "p_fwe": "p_fwe", "p_cfwer": "p_cfwer",
+            "thresholded": "thresholded"},
 }
 
 
 def safe_name(name: str) -> str:
     """An output name usable in a file name."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("_") or "score"
 
 
 def save_fitted_maps(out: str | os.PathLike, cohort: LesionCohort, fitted: Mapping[str, object],

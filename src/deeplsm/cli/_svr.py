@@ -48,7 +48,5 @@ def run(args: argparse.Namespace) -> int:
             random_state=args.seed + i, verbose=not args.quiet,
         )
         fitted[name] = est.fit(cohort, scores[name].to_numpy(), covariates=cov)
-    maps = {"stat": "beta", "p": "p", "p_fwe": "p_fwe", "p_cfwer": "p_cfwer",
-            "thresholded": "thresholded"}
-    write_outputs(args, cohort, fitted, maps, "svr")
+    write_outputs(args, cohort, fitted, "svr")
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 from pathlib import Path
 
 from deeplsm.cli._common import (
@@ -60,10 +59,6 @@ def add_common_options(p: argparse.ArgumentParser, volume_default: str) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("_") or "score"
-
-
 def load_inputs(args):
     """Cohort, score table and covariates from the parsed options."""
     from deeplsm.cohort import load_scores
@@ -76,34 +71,13 @@ def load_inputs(args):
     return cohort, scores, cov
 
 
-def write_outputs(args, cohort, fitted: dict, maps: dict[str, str], method: str) -> Path:
-    """Write the maps of every fitted estimator, the mask and ``summary.json`` atomically."""
-    import nibabel as nib
+def write_outputs(args, cohort, fitted: dict, method: str) -> Path:
+    """Write every fitted estimator's maps, the mask and ``summary.json`` to ``--out``, atomically."""
+    from deeplsm.classical import save_fitted_maps
 
-    from deeplsm._utils import atomic_path, package_versions, write_json
-
-    out = Path(args.out)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
               if k not in ("func",)}
-    with atomic_path(out) as tmp:
-        tmp.mkdir(parents=True)
-        summary = {"method": method, "config": config, "versions": package_versions(),
-                   "grid": cohort.grid.to_dict(), "n_subjects": cohort.n_subjects,
-                   "subject_ids": cohort.subject_ids, "outputs": {}}
-        first = next(iter(fitted.values()))
-        nib.save(first.mask_img_, tmp / "mask.nii.gz")
-        for name, est in fitted.items():
-            stem = safe_name(name)
-            files = {}
-            for suffix, attr in maps.items():
-                img = getattr(est, f"{attr}_img_", None)
-                if img is None:
-                    continue
-                path = tmp / f"{stem}_{suffix}.nii.gz"
-                nib.save(img, path)
-                files[suffix] = path.name
-            summary["outputs"][name] = {**est.summary(), "files": files}
-        write_json(tmp / "summary.json", summary)
+    out = save_fitted_maps(args.out, cohort, fitted, method, config)
     log.info("wrote %d output(s) to %s", len(fitted), out)
     return out
 
@@ -143,7 +117,5 @@ def run(args: argparse.Namespace) -> int:
             verbose=not args.quiet,
         )
         fitted[name] = est.fit(cohort, scores[name].to_numpy(), covariates=cov)
-    maps = {"stat": "statistic", "z": "z", "p": "p", "p_fdr": "p_fdr", "p_fwe": "p_fwe",
-            "p_cfwer": "p_cfwer", "p_cluster": "p_cluster", "thresholded": "thresholded"}
-    write_outputs(args, cohort, fitted, maps, "vlsm")
+    write_outputs(args, cohort, fitted, "vlsm")
     return 0
