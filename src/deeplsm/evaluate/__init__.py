@@ -1,5 +1,16 @@
-"""Evaluation metrics."""
+"""Evaluation: prediction metrics, and localisation of attribution or statistic maps against ROIs."""
 
+from deeplsm.evaluate._figures import plot_pr_curves
+from deeplsm.evaluate._localization import (
+    average_precision,
+    best_f1_dice,
+    brain_mask_for,
+    continuous_dice,
+    evaluate_map,
+    evaluate_maps,
+    pr_auc,
+    pr_curve,
+)
 from deeplsm.evaluate._prediction import (
     binary_metrics,
     multiclass_metrics,
@@ -7,4 +18,18 @@ from deeplsm.evaluate._prediction import (
     regression_metrics,
 )
 
-__all__ = ["binary_metrics", "multiclass_metrics", "prediction_metrics", "regression_metrics"]
+__all__ = [
+    "average_precision",
+    "best_f1_dice",
+    "binary_metrics",
+    "brain_mask_for",
+    "continuous_dice",
+    "evaluate_map",
+    "evaluate_maps",
+    "multiclass_metrics",
+    "plot_pr_curves",
+    "pr_auc",
+    "pr_curve",
+    "prediction_metrics",
+    "regression_metrics",
+]

@@ -1,0 +1,80 @@
+"""``deeplsm evaluate``: score attribution or statistic maps against ground-truth ROIs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from deeplsm.cli._common import positive_int
+from deeplsm.exceptions import DeepLSMError
+
+
+def _labels(text: str) -> dict[str, int]:
+    out = {}
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, label = item.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            out[name.strip()] = int(label)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected NAME=LABEL[,NAME=LABEL...], got {text!r}") from None
+    if not out:
+        raise argparse.ArgumentTypeError("expected NAME=LABEL[,NAME=LABEL...]")
+    return out
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate", help="localisation metrics (PR-AUC, cDC, Dice, distances) of maps vs ROIs",
+        description="Score NIfTI maps (ours or any tool's) against binary ROIs: PR curve over 1000 "
+        "thresholds, PR-AUC (trapezoid), average precision, prevalence, continuous Dice, best-F1 "
+        "Dice, peak and centre-of-mass distances in mm; all inside a brain mask.")
+    p.add_argument("--maps", required=True, nargs="+", metavar="PATH",
+                   help="a folder of maps (e.g. RUN/maps) or NIfTI files")
+    p.add_argument("--truth", required=True, metavar="NIFTI",
+                   help="ROI label image (1..k; e.g. SIM/rois.nii.gz) or a 4D stack, one ROI per volume")
+    p.add_argument("--out", required=True, metavar="FILE.json",
+                   help="results JSON; the PR-curve figure goes beside it as FILE.png")
+    p.add_argument("--labels", type=_labels, metavar="NAME=K,...",
+                   help="map output names to ROI labels (default: trailing number of the file name)")
+    p.add_argument("--mask", default="mni", metavar="mni|none|NIFTI",
+                   help="brain mask: nilearn's MNI152 mask resampled to the grid (default), none, "
+                   "or a mask image")
+    p.add_argument("--n-thresholds", type=positive_int, default=1000,
+                   help="PR-curve thresholds from max to min (default 1000)")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from deeplsm._utils import package_versions, write_json
+    from deeplsm.evaluate import evaluate_maps, plot_pr_curves
+
+    if args.n_thresholds < 2:
+        raise DeepLSMError(f"--n-thresholds must be at least 2, got {args.n_thresholds}")
+    maps = args.maps[0] if len(args.maps) == 1 and Path(args.maps[0]).is_dir() else args.maps
+    mask = args.mask if args.mask.lower() in ("mni", "none") else Path(args.mask)
+    ev = evaluate_maps(maps, args.truth, labels=args.labels, mask=mask,
+                       n_thresholds=args.n_thresholds)
+    out = Path(args.out)
+    ev = {"truth": str(args.truth), **ev, "versions": package_versions()}
+    write_json(out, ev)
+    if not args.no_plot:
+        plot_pr_curves(ev, out.with_suffix(".png"))
+    print(f"{'method':<18}{'output':<12}{'PR-AUC':>8}{'AP':>8}{'prev':>8}{'cDC':>8}{'Dice':>8}"
+          f"{'peak mm':>9}{'COM mm':>9}")
+    for method, per in ev["results"].items():
+        for output, r in per.items():
+            pk = "-" if r["peak_distance_mm"] is None else f"{r['peak_distance_mm']:.1f}"
+            cm = "-" if r["com_distance_mm"] is None else f"{r['com_distance_mm']:.1f}"
+            print(f"{method:<18}{output:<12}{r['pr_auc']:8.3f}{r['average_precision']:8.3f}"
+                  f"{r['prevalence']:8.4f}{r['cdc']:8.3f}{r['dice_best']:8.3f}{pk:>9}{cm:>9}")
+    print(f"mask: {ev['mask']}", file=sys.stderr)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0

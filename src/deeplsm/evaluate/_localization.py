@@ -1,0 +1,447 @@
+"""Localisation metrics: how well a (probabilistic) map finds a binary ROI.
+
+Every metric is computed inside a brain mask (by default nilearn's MNI152 brain mask resampled
+to the map's grid); the result says which mask was used.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from deeplsm.exceptions import DeepLSMError
+
+__all__ = [
+    "average_precision",
+    "best_f1_dice",
+    "brain_mask_for",
+    "continuous_dice",
+    "evaluate_map",
+    "evaluate_maps",
+    "pr_auc",
+    "pr_curve",
+]
+
+N_THRESHOLDS = 1000
+_NIFTI_RE = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
+
+
+# --- array metrics (1D: voxels already restricted to the mask) ------------------------------
+def _flat(values, roi) -> tuple[np.ndarray, np.ndarray]:
+    v = np.asarray(values, dtype=np.float64).ravel()
+    y = np.asarray(roi).ravel() > 0
+    if v.shape != y.shape:
+        raise DeepLSMError(f"map has {v.size} voxels but the ROI has {y.size}")
+    if not np.isfinite(v).all():
+        raise DeepLSMError("map contains NaN or Inf values")
+    return v, y
+
+
+def _counts(v: np.ndarray, y: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted positives (v >= t) and true positives at each threshold."""
+    order = np.argsort(-v, kind="stable")
+    asc = v[order][::-1]
+    ctp = np.concatenate([[0], np.cumsum(y[order])])
+    n_pred = v.size - np.searchsorted(asc, thresholds, side="left")
+    return n_pred, ctp[n_pred]
+
+
+def pr_curve(values, roi, *, n_thresholds: int = N_THRESHOLDS,
+             thresholds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision and recall of ``values >= t`` against ``roi`` for thresholds from max to min.
+
+    Precision = TP / (TP + FP), recall = TP / (TP + FN). A threshold that selects no voxel has
+    precision 1 (as scikit-learn).
+
+    Parameters
+    ----------
+    values : array-like
+        Map values (any shape; flattened).
+    roi : array-like of the same size
+        Binary ROI (nonzero = inside).
+    n_thresholds : int, default=1000
+        Evenly spaced thresholds from ``max(values)`` down to ``min(values)``.
+    thresholds : array-like or None
+        Use these thresholds instead (in the order given).
+
+    Returns
+    -------
+    precision, recall, thresholds : ndarrays of shape (n_thresholds,)
+
+    Examples
+    --------
+    >>> p, r, t = pr_curve([0.9, 0.5, 0.1, 0.0], [1, 0, 1, 0], n_thresholds=3)
+    >>> p.round(3).tolist(), r.tolist()
+    ([1.0, 0.5, 0.5], [0.5, 0.5, 1.0])
+    """
+    v, y = _flat(values, roi)
+    if v.size == 0:
+        raise DeepLSMError("the map has no voxels (inside the mask)")
+    n_pos = int(y.sum())
+    if n_pos == 0:
+        raise DeepLSMError("the ROI is empty (inside the mask)")
+    if thresholds is None:
+        if not isinstance(n_thresholds, int | np.integer) or n_thresholds < 2:
+            raise DeepLSMError(f"n_thresholds must be an integer >= 2, got {n_thresholds!r}")
+        thresholds = np.linspace(v.max(), v.min(), int(n_thresholds))
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    n_pred, tp = _counts(v, y, thresholds)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(n_pred > 0, tp / np.maximum(n_pred, 1), 1.0)
+    recall = tp / n_pos
+    return precision, recall, thresholds
+
+
+def pr_auc(precision, recall) -> float:
+    """Area under a PR curve by the trapezoid rule (as the paper), anchored at recall 0.
+
+    Points are sorted by recall; when the curve does not start at recall 0, the point
+    (recall 0, precision 1) is added first, as scikit-learn's curve has. Without it a perfect but
+    blocky map (many voxels tied at the maximum) would score below 1.
+
+    Examples
+    --------
+    >>> pr_auc([1.0, 1.0], [0.5, 1.0])
+    1.0
+    """
+    p = np.asarray(precision, dtype=np.float64)
+    r = np.asarray(recall, dtype=np.float64)
+    order = np.lexsort((-p, r))  # by recall, and at equal recall from high to low precision
+    p, r = p[order], r[order]
+    if r.size == 0 or r[0] > 0:
+        p, r = np.r_[1.0, p], np.r_[0.0, r]
+    return float(np.sum(np.diff(r) * (p[1:] + p[:-1]) / 2.0))
+
+
+def average_precision(values, roi) -> float:
+    """Average precision over all distinct thresholds (scikit-learn's step-wise definition)."""
+    from sklearn.metrics import average_precision_score
+
+    v, y = _flat(values, roi)
+    if not y.any():
+        raise DeepLSMError("the ROI is empty (inside the mask)")
+    return float(average_precision_score(y, v))
+
+
+def continuous_dice(roi, values) -> float:
+    """Continuous Dice coefficient (Shamir et al.) of a map ``B`` against a binary ROI ``A``.
+
+    cDC = 2·Σ(A·B) / (c·ΣA + ΣB) with c = Σ(A·B) / Σ(A·sign(B)), and c = 1 when A and B do not
+    overlap. Equals ordinary Dice for a binary map, is invariant to scaling B, and is 0 for an
+    all-zero map.
+
+    Examples
+    --------
+    >>> a = np.array([1, 1, 0, 0])
+    >>> continuous_dice(a, 0.3 * a)
+    1.0
+    >>> continuous_dice(a, np.array([1, 0, 1, 0]))
+    0.5
+    """
+    b, a = _flat(values, roi)
+    a = a.astype(np.float64)
+    ab = float((a * b).sum())
+    a_sign = float((a * np.sign(b)).sum())
+    c = ab / a_sign if a_sign != 0 and ab != 0 else 1.0
+    den = c * a.sum() + b.sum()
+    if not np.any(b) or den == 0:
+        return 0.0
+    return float(2.0 * ab / den)
+
+
+def best_f1_dice(values, roi, *, n_thresholds: int = N_THRESHOLDS) -> tuple[float, float]:
+    """Best Dice (= F1) of ``values >= t`` over the PR thresholds; returns (dice, threshold)."""
+    v, y = _flat(values, roi)
+    thresholds = np.linspace(v.max(), v.min(), int(n_thresholds))
+    n_pred, tp = _counts(v, y, thresholds)
+    dice = 2.0 * tp / (n_pred + y.sum())
+    k = int(np.argmax(dice))
+    return float(dice[k]), float(thresholds[k])
+
+
+# --- images -------------------------------------------------------------------------------
+def _load_img(img, what: str) -> nib.Nifti1Image:
+    if isinstance(img, str | os.PathLike):
+        p = Path(img)
+        if not p.exists():
+            raise DeepLSMError(f"{what} does not exist: {p}")
+        try:
+            img = nib.load(str(p))
+        except Exception as err:  # nibabel raises several types for bad files
+            raise DeepLSMError(f"{p}: cannot read {what} as NIfTI ({err})") from None
+    if not isinstance(img, nib.spatialimages.SpatialImage):
+        raise DeepLSMError(f"{what} must be a NIfTI image or path, got {type(img).__name__}")
+    return img
+
+
+def _data3d(img, what: str) -> np.ndarray:
+    data = np.asarray(img.dataobj, dtype=np.float64)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise DeepLSMError(f"{what} must be a 3D image, got shape {data.shape}")
+    return data
+
+
+def _same_grid(a, b) -> bool:
+    return a.shape[:3] == b.shape[:3] and np.allclose(a.affine, b.affine, atol=1e-3)
+
+
+@functools.lru_cache(maxsize=8)
+def _mni_mask_cached(shape: tuple[int, int, int], affine_bytes: bytes) -> np.ndarray:
+    from nilearn.datasets import load_mni152_brain_mask
+    from nilearn.image import resample_img
+
+    affine = np.frombuffer(affine_bytes, dtype=np.float64).reshape(4, 4)
+    from nilearn.image.resampling import BoundingBoxError
+
+    mask = load_mni152_brain_mask(resolution=1)
+    try:
+        res = resample_img(mask, target_affine=affine, target_shape=shape, interpolation="nearest",
+                           force_resample=True, copy_header=True)
+    except BoundingBoxError:  # the grid does not overlap the template at all
+        return np.zeros(shape, bool)
+    return np.asarray(res.dataobj) > 0
+
+
+def brain_mask_for(shape: Sequence[int], affine: np.ndarray) -> np.ndarray:
+    """nilearn's MNI152 brain mask resampled (nearest neighbour) to a grid; boolean (X, Y, Z)."""
+    shape = tuple(int(s) for s in shape[:3])
+    return _mni_mask_cached(shape, np.ascontiguousarray(affine, dtype=np.float64).tobytes()).copy()
+
+
+def _resolve_mask(mask_img, shape, affine, roi: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Boolean mask on the ROI grid plus a description for the output."""
+    if mask_img is False or (isinstance(mask_img, str) and mask_img.lower() == "none"):
+        return np.ones(shape, bool), {"kind": "all_voxels", "reason": "no mask requested"}
+    if mask_img is None or (isinstance(mask_img, str) and mask_img.lower() == "mni"):
+        m = brain_mask_for(shape, affine)
+        n_roi = int(roi.sum())
+        inside = int((roi & m).sum())
+        if not m.any():
+            return np.ones(shape, bool), {
+                "kind": "all_voxels",
+                "reason": "the MNI152 brain mask covers no voxel of this grid (not MNI space?)"}
+        if n_roi and inside < 0.5 * n_roi:
+            return np.ones(shape, bool), {
+                "kind": "all_voxels",
+                "reason": f"only {inside} of {n_roi} ROI voxels lie in the MNI152 brain mask "
+                          "(not MNI space?)"}
+        return m, {"kind": "mni152_brain_mask",
+                   "source": "nilearn.datasets.load_mni152_brain_mask(resolution=1), "
+                             "nearest-neighbour resampled to the truth grid"}
+    img = _load_img(mask_img, "mask")
+    data = _data3d(img, "mask")
+    if data.shape != tuple(shape) or not np.allclose(img.affine, affine, atol=1e-3):
+        from nilearn.image import resample_img
+
+        img = resample_img(img, target_affine=affine, target_shape=shape, interpolation="nearest",
+                           force_resample=True, copy_header=True)
+        data = _data3d(img, "mask")
+    m = data > 0
+    if not m.any():
+        raise DeepLSMError("the mask covers no voxel")
+    src = str(mask_img) if isinstance(mask_img, str | os.PathLike) else "image"
+    return m, {"kind": "file", "source": src}
+
+
+def _world(ijk: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    return ijk @ affine[:3, :3].T + affine[:3, 3]
+
+
+def evaluate_map(map_img, roi_img, mask_img=None, *, n_thresholds: int = N_THRESHOLDS) -> dict:
+    """All localisation metrics of one map against one binary ROI, inside a brain mask.
+
+    Parameters
+    ----------
+    map_img : path or NIfTI image
+        Any 3D map (higher = more likely in the ROI). Resampled (linear) to the ROI's grid when
+        the grids differ. NaN voxels are left out.
+    roi_img : path or NIfTI image
+        Binary ROI (nonzero = inside).
+    mask_img : None, 'mni', 'none', False, path or image, default=None
+        ``None``/``'mni'``: nilearn's MNI152 brain mask, nearest-resampled to the grid; it falls
+        back to all voxels when it covers nothing or holds under half of the ROI (maps not in
+        MNI space). ``'none'``/``False``: all voxels. Otherwise a mask image.
+    n_thresholds : int, default=1000
+
+    Returns
+    -------
+    dict
+        ``pr_auc``, ``average_precision``, ``prevalence``, ``cdc``, ``dice_best``,
+        ``dice_best_threshold``, ``peak_distance_mm``, ``com_distance_mm``, ``precision``,
+        ``recall``, ``thresholds`` (the curve, max to min), and ``mask`` (which mask, voxel
+        counts).
+    """
+    roi_i = _load_img(roi_img, "ROI")
+    roi = _data3d(roi_i, "ROI") > 0
+    m_i = _load_img(map_img, "map")
+    resampled = False
+    if not _same_grid(m_i, roi_i):
+        from nilearn.image import resample_to_img
+
+        with warnings.catch_warnings():  # nilearn warns when the map happens to be binary
+            warnings.simplefilter("ignore", UserWarning)
+            m_i = resample_to_img(m_i, roi_i, interpolation="continuous", force_resample=True,
+                                  copy_header=True)
+        resampled = True
+    values = _data3d(m_i, "map")
+    mask, mask_info = _resolve_mask(mask_img, roi.shape, roi_i.affine, roi)
+    finite = np.isfinite(values)
+    use = mask & finite
+    v, y = values[use], roi[use]
+    mask_info = {**mask_info, "n_voxels": int(use.sum()), "roi_voxels": int(y.sum()),
+                 "roi_voxels_outside_mask": int((roi & ~mask).sum()),
+                 "nan_voxels_left_out": int((mask & ~finite).sum())}
+    if not y.any():
+        raise DeepLSMError("the ROI has no voxel inside the mask")
+    precision, recall, thr = pr_curve(v, y, n_thresholds=n_thresholds)
+    dice, dice_t = best_f1_dice(v, y, n_thresholds=n_thresholds)
+    affine = roi_i.affine
+    ijk = np.argwhere(use)
+    centre = _world(np.argwhere(roi & use).mean(0), affine)
+    peak_d = com_d = None
+    if v.max() > v.min():
+        peak = _world(ijk[v == v.max()].mean(0), affine)
+        peak_d = float(np.linalg.norm(peak - centre))
+    pos = np.maximum(v, 0.0)
+    if pos.sum() > 0:
+        com = _world((ijk * pos[:, None]).sum(0) / pos.sum(), affine)
+        com_d = float(np.linalg.norm(com - centre))
+    return {
+        "pr_auc": pr_auc(precision, recall),
+        "average_precision": average_precision(v, y),
+        "prevalence": float(y.mean()),
+        "cdc": continuous_dice(y, pos),
+        "dice_best": dice,
+        "dice_best_threshold": dice_t,
+        "peak_distance_mm": peak_d,
+        "com_distance_mm": com_d,
+        "roi_centre_mm": centre.tolist(),
+        "map_resampled_to_truth_grid": resampled,
+        "mask": mask_info,
+        "precision": precision,
+        "recall": recall,
+        "thresholds": thr,
+    }
+
+
+# --- many maps against a label image ------------------------------------------------------
+def _map_files(maps) -> list[Path]:
+    if isinstance(maps, str | os.PathLike):
+        p = Path(maps)
+        if p.is_dir():
+            files = sorted(q for q in p.iterdir() if q.is_file() and _NIFTI_RE.search(q.name))
+            if not files:
+                raise DeepLSMError(f"no NIfTI maps (*.nii, *.nii.gz) in folder {p}")
+            return files
+        maps = [p]
+    files = [Path(m) for m in maps]
+    for f in files:
+        if not f.exists():
+            raise DeepLSMError(f"map does not exist: {f}")
+        if not _NIFTI_RE.search(f.name):
+            raise DeepLSMError(f"{f}: not a NIfTI file (expected .nii or .nii.gz)")
+    if not files:
+        raise DeepLSMError("no maps given")
+    return files
+
+
+def _truth_rois(truth) -> tuple[nib.Nifti1Image, dict[int, np.ndarray]]:
+    """A 3D label image (labels 1..k) or a 4D stack (volume j is label j+1) -> label -> ROI."""
+    img = _load_img(truth, "truth")
+    data = np.asarray(img.dataobj, dtype=np.float64)
+    if data.ndim == 4 and data.shape[3] > 1:
+        rois = {j + 1: data[..., j] > 0 for j in range(data.shape[3])}
+        ref = nib.Nifti1Image(np.zeros(data.shape[:3], np.uint8), img.affine)
+    else:
+        data = _data3d(img, "truth")
+        if np.any(data < 0) or np.any(data != np.round(data)):
+            raise DeepLSMError("truth must be a label image with integer labels 1..k (0 = background)")
+        labels = sorted(int(v) for v in np.unique(data) if v > 0)
+        rois = {k: data == k for k in labels}
+        ref = nib.Nifti1Image(np.zeros(data.shape, np.uint8), img.affine)
+    rois = {k: r for k, r in rois.items() if r.any()}
+    if not rois:
+        raise DeepLSMError("truth image has no ROI voxels")
+    return ref, rois
+
+
+_OUTPUT_RE = re.compile(r"(?:^|_)([A-Za-z]+_?\d+|\d+)$")
+
+
+def _match(stem: str, labels: Mapping[str, int] | None, available: Sequence[int]) -> tuple[str, str, int]:
+    """File stem -> (method, output, label)."""
+    if labels:
+        for name in sorted(labels, key=len, reverse=True):
+            if stem == name or stem.endswith("_" + name):
+                method = stem[: -len(name)].rstrip("_") or stem
+                return method, name, int(labels[name])
+        raise DeepLSMError(f"map {stem!r} matches none of the --labels names {', '.join(labels)}")
+    m = _OUTPUT_RE.search(stem)
+    if m:
+        output = m.group(1)
+        label = int(re.search(r"\d+$", output).group(0))
+        method = stem[: m.start(1)].rstrip("_") or stem
+        return method, output, label
+    if len(available) == 1:
+        return stem, f"label_{available[0]}", int(available[0])
+    raise DeepLSMError(
+        f"cannot tell which ROI map {stem!r} is for: name it ..._score_K (K = label) or pass "
+        "labels (--labels NAME=K,...)"
+    )
+
+
+def evaluate_maps(maps, truth, *, labels: Mapping[str, int] | None = None, mask=None,
+                  n_thresholds: int = N_THRESHOLDS) -> dict:
+    """Score many maps against the ROIs of a truth image.
+
+    Matching maps to ROIs: with ``labels`` (output name -> label), a map named
+    ``{method}_{name}.nii[.gz]`` is scored against label ``labels[name]``. Without it the file
+    name's trailing number is the label (``ig_score_2`` -> label 2, method ``ig``, output
+    ``score_2``); when the truth has a single ROI, maps without a trailing number are scored
+    against it.
+
+    Parameters
+    ----------
+    maps : folder, path or list of paths
+        A folder is read non-recursively (``*.nii``, ``*.nii.gz``).
+    truth : path or image
+        3D label image (0 = background, 1..k = ROIs), or a 4D stack with one ROI per volume.
+    labels : mapping of str -> int or None
+    mask : see :func:`evaluate_map`
+    n_thresholds : int, default=1000
+
+    Returns
+    -------
+    dict with ``results`` (method -> output -> metrics), ``mask`` and ``matching``.
+    """
+    files = _map_files(maps)
+    ref, rois = _truth_rois(truth)
+    results: dict[str, dict[str, dict]] = {}
+    masks = {}
+    for f in files:
+        stem = _NIFTI_RE.sub("", f.name)
+        method, output, label = _match(stem, labels, sorted(rois))
+        if label not in rois:
+            raise DeepLSMError(f"map {f.name} is for label {label}, but the truth has labels "
+                               f"{', '.join(map(str, sorted(rois)))}")
+        roi_img = nib.Nifti1Image(rois[label].astype(np.uint8), ref.affine)
+        res = evaluate_map(f, roi_img, mask, n_thresholds=n_thresholds)
+        res["file"] = str(f)
+        res["label"] = label
+        masks[res["mask"]["kind"]] = res["mask"]
+        results.setdefault(method, {})[output] = res
+    return {
+        "results": results,
+        "mask": "; ".join(f"{k}" for k in masks) + " (all metrics are restricted to the mask)",
+        "matching": "labels mapping" if labels else "trailing number of the map name = ROI label",
+        "labels": {str(k): int(v.sum()) for k, v in rois.items()},
+    }
