@@ -180,14 +180,11 @@ def _resample_binary(binary: np.ndarray, affine: np.ndarray, target: Grid) -> np
     from nilearn.image import resample_img
 
     img = nib.Nifti1Image(binary.astype(np.float32), affine)
-    out = resample_img(
-        img,
-        target_affine=target.affine,
-        target_shape=target.shape,
-        interpolation="linear",
-        force_resample=True,
-        copy_header=True,
-    )
+    with warnings.catch_warnings():
+        # Linear interpolation of a binary map, then 0.5: deliberate (keeps lesion volume).
+        warnings.simplefilter("ignore", UserWarning)
+        out = resample_img(img, target_affine=target.affine, target_shape=target.shape,
+                           interpolation="linear", force_resample=True, copy_header=True)
     return (np.asarray(out.dataobj) >= 0.5).astype(np.uint8)
 
 

@@ -1,0 +1,19 @@
+"""Ground-truth ROIs and simulated scores (the paper's section 2.2.1 and Algorithm 1)."""
+
+from deeplsm.simulate._rois import (
+    Simulation,
+    overlap_fractions,
+    roi_label_image,
+    select_roi_centres,
+    simulate,
+    simulate_scores,
+)
+
+__all__ = [
+    "Simulation",
+    "overlap_fractions",
+    "roi_label_image",
+    "select_roi_centres",
+    "simulate",
+    "simulate_scores",
+]

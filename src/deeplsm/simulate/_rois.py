@@ -1,0 +1,252 @@
+"""Cubic ROIs where lesions are common, and scores = lesioned fraction of each ROI.
+
+A cube of side ``s`` voxels with centre ``c`` covers voxels ``c - s//2 … c - s//2 + s - 1`` on
+each axis (for the paper's s = 8: c-4 … c+3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from deeplsm._docs import fill_doc
+from deeplsm._utils import check_random_state
+from deeplsm.cohort import LesionCohort
+from deeplsm.exceptions import DeepLSMError
+
+
+def _cube_slices(centre: tuple[int, ...], size: int) -> tuple[slice, ...]:
+    return tuple(slice(int(c) - size // 2, int(c) - size // 2 + size) for c in centre)
+
+
+@fill_doc
+def select_roi_centres(
+    frequency: np.ndarray,
+    *,
+    n_rois: int = 3,
+    roi_size: int = 8,
+    min_patients: int = 10,
+    random_state: int | np.random.Generator | None = None,
+) -> list[tuple[int, int, int]]:
+    """Pick ``n_rois`` non-overlapping cubic ROI centres where lesions are common.
+
+    1. Threshold the lesion frequency map at ``min_patients``.
+    2. Erode it with a cube of side ``roi_size``, so every voxel of a cube centred on a
+       remaining voxel is lesioned in at least ``min_patients`` subjects.
+    3. Pick a centre uniformly at random (seeded) among the remaining voxels.
+    4. Remove every centre whose cube would overlap the chosen one; repeat.
+
+    Parameters
+    ----------
+    frequency : ndarray of shape (X, Y, Z)
+        Number of subjects lesioned per voxel.
+    n_rois : int, default=3
+    roi_size : int, default=8
+        Cube side in voxels of the analysis grid.
+    min_patients : int, default=10
+    %(random_state)s
+
+    Returns
+    -------
+    list of tuple of int
+        Voxel centres, in selection order.
+    """
+    if n_rois < 1:
+        raise DeepLSMError(f"n_rois must be at least 1, got {n_rois}")
+    if roi_size < 1:
+        raise DeepLSMError(f"roi_size must be at least 1 voxel, got {roi_size}")
+    if min_patients < 1:
+        raise DeepLSMError(f"min_patients must be at least 1, got {min_patients}")
+    rng = check_random_state(random_state)
+    common = frequency >= min_patients
+    allowed = ndimage.binary_erosion(common, structure=np.ones((roi_size,) * 3, dtype=bool),
+                                     border_value=0)
+    centres: list[tuple[int, int, int]] = []
+    for k in range(n_rois):
+        cand = np.argwhere(allowed)
+        if len(cand) == 0:
+            raise DeepLSMError(
+                f"only {k} of {n_rois} ROIs fit: no remaining centre where all {roi_size}^3 "
+                f"voxels are lesioned in >= {min_patients} subjects (the most-lesioned voxel "
+                f"has {int(frequency.max())}); lower --min-patients, --roi-size or --n-rois"
+            )
+        c = tuple(int(v) for v in cand[rng.integers(len(cand))])
+        centres.append(c)
+        # Cubes overlap iff their centres differ by < roi_size on every axis.
+        allowed[tuple(slice(max(0, v - roi_size + 1), v + roi_size) for v in c)] = False
+    return centres
+
+
+def roi_label_image(shape: tuple[int, int, int], centres: list[tuple[int, ...]],
+                    roi_size: int) -> np.ndarray:
+    """Label volume (int16) with ROI k (1-based, in ``centres`` order) = k, background 0."""
+    labels = np.zeros(shape, dtype=np.int16)
+    for k, c in enumerate(centres, start=1):
+        labels[_cube_slices(c, roi_size)] = k
+    return labels
+
+
+def overlap_fractions(data: np.ndarray, labels: np.ndarray, n_rois: int | None = None) -> np.ndarray:
+    """Algorithm 1: ``|lesion_i ∩ ROI_n| / |ROI_n|`` for every subject i and ROI n.
+
+    Parameters
+    ----------
+    data : ndarray of shape (n_subjects, X, Y, Z)
+        Binary lesion maps.
+    labels : ndarray of shape (X, Y, Z)
+        ROI label volume (ROI n has value n).
+
+    Returns
+    -------
+    ndarray of shape (n_subjects, n_rois)
+    """
+    n_rois = int(labels.max()) if n_rois is None else n_rois
+    out = np.zeros((data.shape[0], n_rois), dtype=np.float64)
+    flat = data.reshape(data.shape[0], -1)
+    for n in range(1, n_rois + 1):
+        idx = np.flatnonzero(labels.ravel() == n)
+        if len(idx) == 0:
+            raise DeepLSMError(f"ROI {n} is empty")
+        out[:, n - 1] = flat[:, idx].sum(axis=1, dtype=np.int64) / len(idx)
+    return out
+
+
+@fill_doc
+def simulate_scores(
+    fractions: np.ndarray,
+    *,
+    weights: np.ndarray | None = None,
+    noise: float = 0.0,
+    volumes: np.ndarray | None = None,
+    volume_weight: float = 0.0,
+    clip: bool = True,
+    random_state: int | np.random.Generator | None = None,
+) -> np.ndarray:
+    """Scores from ROI overlap fractions, with the paper's future-work extensions.
+
+    Parameters
+    ----------
+    fractions : ndarray of shape (n_subjects, n_rois)
+        Output of :func:`overlap_fractions`.
+    weights : ndarray of shape (n_scores, n_rois) or None, default=None
+        Each score is a weighted sum of ROI fractions (rows are normalised to sum to 1, so a
+        score stays in [0, 1]). Default: identity (the paper: score n = ROI n).
+    noise : float, default=0.0
+        Gaussian noise SD as a fraction of each score's SD.
+    volumes : ndarray of shape (n_subjects,) or None
+        Lesion volumes, needed when ``volume_weight`` is non-zero.
+    volume_weight : float, default=0.0
+        Lesion-volume confound: adds ``volume_weight · SD(score) · z(log volume)``.
+    clip : bool, default=True
+        Clip to [0, 1], the range of the ``regression01`` output.
+    %(random_state)s
+
+    Returns
+    -------
+    ndarray of shape (n_subjects, n_scores)
+    """
+    rng = check_random_state(random_state)
+    fractions = np.asarray(fractions, dtype=np.float64)
+    if weights is None:
+        scores = fractions.copy()
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.ndim != 2 or w.shape[1] != fractions.shape[1]:
+            raise DeepLSMError(
+                f"weights must have shape (n_scores, {fractions.shape[1]}), got {w.shape}"
+            )
+        if (w < 0).any() or (w.sum(axis=1) <= 0).any():
+            raise DeepLSMError("weights must be non-negative with a positive sum per score")
+        scores = fractions @ (w / w.sum(axis=1, keepdims=True)).T
+    sd = scores.std(axis=0)
+    if volume_weight:
+        if volumes is None:
+            raise DeepLSMError("volume_weight needs lesion volumes")
+        lv = np.log1p(np.asarray(volumes, dtype=np.float64))
+        z = (lv - lv.mean()) / (lv.std() + 1e-12)
+        scores = scores + volume_weight * sd * z[:, None]
+    if noise:
+        if noise < 0:
+            raise DeepLSMError(f"noise must be >= 0, got {noise}")
+        scores = scores + rng.normal(0.0, 1.0, scores.shape) * (noise * sd)
+    if clip:
+        scores = np.clip(scores, 0.0, 1.0)
+    return scores
+
+
+@dataclass
+class Simulation:
+    """A simulated LSM problem: ROIs on the cohort grid and one score per ROI mix."""
+
+    centres_vox: list[tuple[int, int, int]]
+    centres_mm: list[list[float]]
+    labels: np.ndarray  # int16 (X, Y, Z)
+    fractions: np.ndarray  # (n_subjects, n_rois)
+    scores: np.ndarray  # (n_subjects, n_scores)
+    score_names: list[str]
+    params: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"centres_vox": [list(c) for c in self.centres_vox],
+                "centres_mm": self.centres_mm, "score_names": self.score_names,
+                "params": self.params}
+
+
+@fill_doc
+def simulate(
+    cohort: LesionCohort,
+    *,
+    n_rois: int = 3,
+    roi_size: int | None = 8,
+    roi_size_mm: float | None = None,
+    min_patients: int = 10,
+    weights: np.ndarray | None = None,
+    noise: float = 0.0,
+    volume_weight: float = 0.0,
+    clip: bool = True,
+    random_state: int | None = None,
+) -> Simulation:
+    """Select ROIs on ``cohort`` and simulate scores (ROI selection, then Algorithm 1).
+
+    Parameters
+    ----------
+    %(lesions)s
+    n_rois, min_patients : int
+        See :func:`select_roi_centres`.
+    roi_size : int or None, default=8
+        Cube side in voxels (ignored when ``roi_size_mm`` is given).
+    roi_size_mm : float or None, default=None
+        Cube side in mm, rounded to whole voxels of the cohort grid.
+    weights, noise, volume_weight, clip
+        See :func:`simulate_scores`.
+    random_state : int or None, default=None
+        Seed for the ROI centres and the noise.
+
+    Returns
+    -------
+    Simulation
+    """
+    if roi_size_mm is not None:
+        roi_size = max(1, round(roi_size_mm / float(np.mean(cohort.voxel_size))))
+    if roi_size is None:
+        raise DeepLSMError("give roi_size (voxels) or roi_size_mm")
+    rng = np.random.default_rng(random_state)
+    centres = select_roi_centres(cohort.frequency_map(), n_rois=n_rois, roi_size=int(roi_size),
+                                 min_patients=min_patients, random_state=rng)
+    labels = roi_label_image(cohort.shape, centres, int(roi_size))
+    fractions = overlap_fractions(cohort.data, labels, n_rois)
+    scores = simulate_scores(fractions, weights=weights, noise=noise,
+                             volumes=cohort.lesion_volumes_ml(), volume_weight=volume_weight,
+                             clip=clip, random_state=rng)
+    # The geometric centre of a cube of even side lies half a voxel below the index centre.
+    geo = [np.asarray(c, float) - 0.5 * (1 - int(roi_size) % 2) for c in centres]
+    centres_mm = [[round(float(v), 3) for v in cohort.affine[:3, :3] @ g + cohort.affine[:3, 3]]
+                  for g in geo]
+    names = [f"score_{k + 1}" for k in range(scores.shape[1])]
+    params = {"n_rois": n_rois, "roi_size": int(roi_size), "roi_size_mm": roi_size_mm,
+              "min_patients": min_patients, "weights": None if weights is None else
+              np.asarray(weights).tolist(), "noise": noise, "volume_weight": volume_weight,
+              "clip": clip, "seed": random_state}
+    return Simulation(centres, centres_mm, labels, fractions, scores, names, params)
