@@ -49,11 +49,11 @@ def plot_prediction_example(path: str | os.PathLike, image: np.ndarray, truth: M
     ax_tab.axis("off")
     cols = ["truth", *(f"{g}-output" for g in groups)]
     cells = [[truth[o], *(predicted[g][o] for g in groups)] for o in truth]
-    tab = ax_tab.table(cellText=cells, rowLabels=list(truth), colLabels=cols, loc="center",
-                       cellLoc="center")
+    # the bbox leaves the left quarter of the axes to the row labels
+    tab = ax_tab.table(cellText=cells, rowLabels=list(truth), colLabels=cols, cellLoc="center",
+                       bbox=[0.25, 0.5 - 0.09 * (len(cells) + 1), 0.75, 0.18 * (len(cells) + 1)])
     tab.auto_set_font_size(False)
     tab.set_fontsize(9)
-    tab.scale(1.0, 1.6)
     return _save(fig, Path(path))
 
 

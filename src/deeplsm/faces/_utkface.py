@@ -224,6 +224,15 @@ def load_image_folder(
         outputs = [c for c in labels.columns]
         if not outputs:
             raise DeepLSMError(f"{csv}: has no label columns besides {fcol!r}")
+    for o in outputs:
+        name = o.name if isinstance(o, OutputSpec) else str(o).split("@")[0].split(":")[0]
+        if name not in labels.columns:
+            continue  # resolve_outputs names the missing column
+        v = pd.to_numeric(labels[name], errors="coerce")
+        if v.isna().any():
+            raise DeepLSMError(f"{csv}: label column {name!r} has NaN or non-numeric values, e.g. "
+                               f"for file {v.index[v.isna().to_numpy()][0]!r}")
+        labels[name] = v
     task = resolve_outputs(labels, outputs)
     y = check_targets(labels, task)
     missing = [f for f in labels.index if not (root / f).is_file()]
