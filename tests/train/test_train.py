@@ -257,7 +257,9 @@ def test_bf16_channels_last_training_runs(tmp_path, tiny):
     cohort, scores = tiny
     out = train_run(tmp_path / "bf16", cohort, scores, outputs=["score_a"],
                     overrides={"max_epochs": 1, "batch_size": 8, "precision": "bf16-mixed",
-                               "channels_last": True, "mixup_alpha": 0.4}, verbose=False)
+                               "channels_last": True, "mixup_alpha": 0.4, "early_stopping_patience": 2},
+                    tensorboard=True, verbose=False)
+    assert list((out / "logs" / "tensorboard" / "multi").glob("events.out.tfevents.*"))
     m = json.loads((out / "metrics.json").read_text())
     assert m["training"]["multi"]["skipped_steps"] == 0
     assert np.isfinite(pd.read_csv(out / "predictions.csv").score_a_pred).all()
