@@ -23,6 +23,7 @@ def test_quick_synthetic_both_modes_writes_every_output(tmp_path, capsys):
         assert (out / name).is_file(), name
     for key in ("multi", "single_age", "single_sex", "single_ethnicity"):
         assert (out / "checkpoints" / key / "best.ckpt").is_file()
+        assert not (out / "checkpoints" / key / "last.ckpt").exists()  # no resume: not written
     m = json.loads((out / "metrics.json").read_text())
     assert set(m["models"]) == {"multi", "single"}
     assert [r["output"] for r in m["table3"]] == ["age", "sex", "ethnicity"]

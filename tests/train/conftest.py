@@ -11,7 +11,7 @@ from deeplsm.cohort import LesionCohort
 SHAPE = (16, 20, 16)
 
 
-def make_cohort(n: int = 32, shape=SHAPE, seed: int = 0) -> tuple[LesionCohort, pd.DataFrame]:
+def make_cohort(n: int = 24, shape=SHAPE, seed: int = 0) -> tuple[LesionCohort, pd.DataFrame]:
     """Random blobs; score_a/score_b = lesioned fraction of two fixed cubes (in [0, 1]),
     plus a binary and a 3-class label derived from them."""
     rng = np.random.default_rng(seed)
@@ -42,3 +42,15 @@ def tiny():
 @pytest.fixture(autouse=True)
 def _no_progress(monkeypatch):
     monkeypatch.setenv("CI", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    # On the shared 2-core machine, two OpenMP threads competing with other jobs ran ~3x slower
+    # than one thread; these tiny networks gain nothing from a second thread anyway.
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -60,7 +60,7 @@ def default_hyperparameters(**overrides) -> dict:
     from deeplsm.train import get_preset
 
     hp = get_preset("fast", {"optimizer": "adam", "weight_decay": 0.0, "batch_size": 16,
-                             "max_epochs": 10, "lr": 1e-3})
+                             "max_epochs": 10, "lr": 1e-3, "mixup_alpha": 0.0})
     for k, v in overrides.items():
         if k not in hp:
             raise DeepLSMError(f"unknown hyperparameter {k!r}; known: {', '.join(hp)}")
@@ -142,7 +142,7 @@ def fit_models(out: Path, data: ImageSet, split: np.ndarray, *, mode: str, hp: d
             trainer, ckpt_cb = _make_trainer(out, trainer_cfg, key, ckdir, (), verbose)
             # No resume here: drop the per-epoch last.ckpt (weights + Adam state, ~1 s per save).
             trainer.callbacks[:] = [c for c in trainer.callbacks
-                                    if not (isinstance(c, ModelCheckpoint) and c.save_top_k == 0)]
+                                    if not (isinstance(c, ModelCheckpoint) and c is not ckpt_cb)]
             t0 = time.perf_counter()
             trainer.fit(module, datamodule=dm)
             if trainer.interrupted:

@@ -152,7 +152,8 @@ class LSMModule(L.LightningModule):
     def on_before_optimizer_step(self, optimizer) -> None:
         # A non-finite gradient would poison Adam's moments for good: drop the whole step.
         grads = [p.grad for p in self.parameters() if p.grad is not None]
-        if grads and not all(torch.isfinite(g).all() for g in grads):
+        # One fused pass: a norm is non-finite iff its tensor holds an inf or a NaN.
+        if grads and not torch.isfinite(torch.stack(torch._foreach_norm(grads))).all():
             self.n_skipped_steps += 1
             log.warning("non-finite gradient at step %d; step skipped", self.global_step)
             optimizer.zero_grad(set_to_none=True)
@@ -182,7 +183,8 @@ class LSMModule(L.LightningModule):
         if hp.scheduler == "step":
             sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp.milestones), gamma=hp.gamma)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        # OneCycle needs a few steps per phase; a very short run just ends early in the cycle.
+        total = max(8, int(self.trainer.estimated_stepping_batches))
         if hp.scheduler == "onecycle":
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=total, pct_start=0.25)
         elif hp.scheduler == "cosine":

@@ -1,0 +1,140 @@
+"""``deeplsm train``: train a multi-output or single-output 3D ResNet10 and write a run folder."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from deeplsm.cli._common import add_lesion_options, comma_list, load_lesions_from_args, positive_int
+from deeplsm.exceptions import DeepLSMError
+
+log = logging.getLogger("deeplsm")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a multi- or single-output 3D ResNet10 on lesion maps and scores",
+        description="Train the paper's 3D ResNet10 (MedicalNet layout) to predict scores from "
+        "lesion maps, with a seeded 60/20/20 split. Writes RUN/config.json, checkpoints, "
+        "metrics.json, predictions.csv and learning_curves.png. A killed run continues with "
+        "'deeplsm train --resume --out RUN'.",
+    )
+    add_lesion_options(p)
+    # With --resume everything comes from RUN, so --lesions is checked in run() instead.
+    for action in p._actions:
+        if action.dest == "lesions":
+            action.required = False
+    g = p.add_argument_group("scores and outputs")
+    g.add_argument("--scores", metavar="CSV", help="score table: a subject column and one column per score")
+    g.add_argument("--outputs", type=comma_list, metavar="LIST",
+                   help="score columns to predict, in order (default: all). Each may be "
+                   "NAME[:KIND[:K]][@WEIGHT] with KIND regression01 (sigmoid, scores in [0,1]), "
+                   "regression (leaky ReLU, e.g. age), binary or multiclass; e.g. "
+                   "'score_1,age:regression,sex:binary,group:multiclass:4'")
+    t = p.add_argument_group("training")
+    t.add_argument("--mode", choices=("multi", "single"), default="multi",
+                   help="one network with a head per output, or one network per output (default: multi)")
+    t.add_argument("--preset", choices=("fast", "paper"), default="fast",
+                   help="'fast': CPU-friendly AdamW + one-cycle; 'paper': Adam 1e-5 → 1e-6 after "
+                   "epoch 100, batch 4 (default: fast)")
+    t.add_argument("--seed", type=int, default=0, help="seed of the split, weights and batch order")
+    t.add_argument("--epochs", type=positive_int, help="override the preset's number of epochs")
+    t.add_argument("--batch-size", type=positive_int, help="override the preset's batch size")
+    t.add_argument("--lr", type=float, help="override the preset's (peak) learning rate")
+    t.add_argument("--mixup", type=float, metavar="ALPHA",
+                   help="mixup with Beta(ALPHA, ALPHA) weights (regression outputs only)")
+    t.add_argument("--precision", choices=("32-true", "bf16-mixed", "16-mixed"),
+                   help="override the preset's precision")
+    t.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="channels_last_3d memory format")
+    t.add_argument("--early-stopping", type=positive_int, metavar="PATIENCE",
+                   help="stop when the validation loss has not improved for PATIENCE epochs")
+    t.add_argument("--folds", type=positive_int, metavar="K",
+                   help="use one fold of a seeded K-fold split (test = fold, val = next fold)")
+    t.add_argument("--fold", type=int, default=0, help="which fold, 0..K-1 (with --folds)")
+    t.add_argument("--weights", metavar="PTH", help="local MedicalNet resnet_10 checkpoint to start from")
+    d = p.add_argument_group("hardware and logging")
+    d.add_argument("--accelerator", default="auto", help="Lightning accelerator (default: auto)")
+    d.add_argument("--devices", default="auto", help="Lightning devices, e.g. 1, 4 or auto")
+    d.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
+    d.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard under RUN/logs")
+    d.add_argument("--threads", type=positive_int,
+                   help="CPU threads for torch (default: one per core; 1 is faster when other "
+                   "jobs keep the cores busy)")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", required=True, metavar="RUN", help="run folder to create")
+    o.add_argument("--resume", action="store_true",
+                   help="continue the killed run in RUN from its last checkpoints (other options ignored)")
+    o.add_argument("--overwrite", action="store_true", help="replace an existing RUN")
+    p.set_defaults(func=run)
+
+
+def _devices(text: str):
+    return int(text) if text.isdigit() else text
+
+
+def run(args: argparse.Namespace) -> int:
+    from deeplsm.train import resume_run, train_run
+
+    verbose = not args.quiet
+    out = Path(args.out)
+    if args.resume:
+        resume_run(out, verbose=verbose)
+        _summary(out)
+        return 0
+    if not args.lesions:
+        raise DeepLSMError("--lesions is required (unless --resume)")
+    if not args.scores:
+        raise DeepLSMError("--scores is required (unless --resume)")
+    if out.exists() and not args.overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise DeepLSMError(f"output folder {out} already exists; use --resume to continue a run "
+                           "there or --overwrite to replace it")
+    from deeplsm.cohort import load_scores
+
+    cohort = load_lesions_from_args(args, verbose=verbose)
+    names = None
+    if args.outputs:
+        from deeplsm.train._run import parse_output
+
+        names = [parse_output(o)[0] for o in args.outputs]
+    scores = load_scores(args.scores, cohort.subject_ids, columns=names)
+    overrides = {
+        "max_epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+        "mixup_alpha": args.mixup, "precision": args.precision, "channels_last": args.channels_last,
+        "early_stopping_patience": args.early_stopping,
+    }
+    try:
+        train_run(
+            out, cohort, scores, outputs=args.outputs, mode=args.mode, preset=args.preset,
+            seed=args.seed, n_folds=args.folds, fold=args.fold if args.folds else 0,
+            overrides=overrides, weights=args.weights, accelerator=args.accelerator,
+            devices=_devices(args.devices), strategy=args.strategy, tensorboard=args.tensorboard,
+            threads=args.threads, overwrite=args.overwrite, verbose=verbose,
+            sources={"lesions": args.lesions, "scores": args.scores},
+        )
+    except KeyboardInterrupt:
+        print(f"deeplsm: training interrupted; continue with: deeplsm train --resume --out {out}",
+              file=sys.stderr)
+        return 130
+    _summary(out)
+    return 0
+
+
+def _summary(out: Path) -> None:
+    import json
+
+    m = json.loads((out / "metrics.json").read_text())
+    parts = []
+    for name, v in m["test"].items():
+        if "r2_pearson" in v:
+            r2 = v["r2_pearson"]
+            parts.append(f"{name}: r²={r2:.3f}" if r2 is not None else f"{name}: r²=n/a")
+        elif "balanced_accuracy" in v:
+            parts.append(f"{name}: bal.acc={v['balanced_accuracy']:.3f}")
+        else:
+            parts.append(f"{name}: acc={v['accuracy']:.3f}")
+    print(f"deeplsm train: test {', '.join(parts)}; run folder {out}", file=sys.stderr)
