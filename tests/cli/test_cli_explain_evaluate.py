@@ -94,3 +94,40 @@ def test_evaluate_bad_inputs(tmp_path, tiny_run, capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--maps", "m", "--truth", "t", "--out", "o", "--labels", "score_1"])
     assert not (tmp_path / "x.json").exists()
+
+
+def test_explain_real_trained_run(tmp_path, monkeypatch, capsys):
+    """A real run from deeplsm.train (1 epoch, tiny grid), explained and evaluated end to end."""
+    pytest.importorskip("lightning")
+    import pandas as pd
+
+    from deeplsm.train import train_run
+
+    monkeypatch.setenv("CI", "1")
+    rng = np.random.default_rng(1)
+    shape = (16, 20, 16)
+    n = 20
+    data = np.zeros((n, *shape), np.uint8)
+    for i in range(n):
+        c = rng.integers(2, 13, 3)
+        data[i, c[0]:c[0] + 4, c[1]:c[1] + 5, c[2]:c[2] + 3] = 1
+    ids = [f"sub-{i:02d}" for i in range(n)]
+    cohort = LesionCohort(ids, data, np.diag([3.0, 3.0, 3.0, 1.0]))
+    scores = pd.DataFrame({"score_1": data[:, 3:8, 4:10, 3:8].reshape(n, -1).mean(1),
+                           "score_2": data[:, 8:13, 10:16, 8:13].reshape(n, -1).mean(1)},
+                          index=pd.Index(ids, name="subject"))
+    run_dir = train_run(tmp_path / "run", cohort, scores, overrides={"max_epochs": 1, "batch_size": 8},
+                        accelerator="cpu", devices=1, verbose=False)
+    rc = main(["explain", "--run", str(run_dir), "--methods", "ig,occlusion", "--n-steps", "2",
+               "--occlusion-window", "4", "--occlusion-stride", "4", "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    assert sorted(p.name for p in (run_dir / "maps").glob("*.nii.gz")) == [
+        "ig_score_1.nii.gz", "ig_score_2.nii.gz", "occlusion_score_1.nii.gz", "occlusion_score_2.nii.gz"]
+    truth = np.zeros(shape, np.uint8)
+    truth[3:8, 4:10, 3:8] = 1
+    truth[8:13, 10:16, 8:13] = 2
+    nib.save(nib.Nifti1Image(truth, cohort.affine), tmp_path / "rois.nii.gz")
+    rc = main(["evaluate", "--maps", str(run_dir / "maps"), "--truth", str(tmp_path / "rois.nii.gz"),
+               "--out", str(tmp_path / "ev.json"), "--no-plot"])
+    assert rc == 0
+    assert set(json.loads((tmp_path / "ev.json").read_text())["results"]) == {"ig", "occlusion"}

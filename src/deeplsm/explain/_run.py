@@ -170,7 +170,8 @@ def explain_run(
     subjects : {'test', 'all'}, default='test'
         Which subjects of the run's split to explain.
     outputs : sequence of str or None
-        Output names to explain; default all.
+        Output names to explain; default all. A multiclass output is explained per class column,
+        as ``{output}_class{k}``.
     window, stride : int or str, default=8, 4
         Occlusion window and stride in voxels, or in mm as ``'12mm'`` (rounded per axis).
     occlusion_positive : bool, default=False
@@ -210,7 +211,13 @@ def explain_run(
         if unknown:
             raise DeepLSMError(f"unknown output {unknown[0]!r}; the run has {', '.join(names)}")
         names = list(outputs)
-    models = {n: run.model_for(n) for n in names}
+    models = {}
+    for n in names:
+        model, col = run.model_for(n)
+        if isinstance(col, list | tuple):  # multiclass: one map per class column
+            models.update({f"{n}_class{k}": (model, int(c)) for k, c in enumerate(col)})
+        else:
+            models[n] = (model, int(col))
     w = _parse_size(window, cohort.voxel_size)
     s = _parse_size(stride, cohort.voxel_size)
     sums, seconds = explain_cohort(models, cohort.data, methods=methods, verbose=verbose,
