@@ -42,7 +42,7 @@ def region_masks(image_size: int) -> dict[str, np.ndarray]:
     --------
     >>> m = region_masks(32)
     >>> sorted(m), int(m["age"].sum())
-    (['age', 'ethnicity', 'sex'], 144)
+    (['age', 'ethnicity', 'sex'], 100)
     """
     s = image_size
     r = (_HALF + _JITTER) * s
