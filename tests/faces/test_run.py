@@ -117,3 +117,23 @@ def test_multi_output_occlusion_peaks_inside_each_region(tmp_path):
     for name, g in loc.groupby("output"):
         assert g["peak_inside"].sum() >= 2, (name, g[["image", "peak_inside", "pr_auc"]])
         assert g["pr_auc"].mean() > 2 * g["prevalence"].mean(), name
+
+
+def test_local_imagenet_weights(tmp_path):
+    from deeplsm.models import build_resnet18_2d
+
+    torch.manual_seed(1)
+    state = build_resnet18_2d().state_dict()
+    state["fc.weight"], state["fc.bias"] = torch.zeros(1000, 512), torch.zeros(1000)  # torchvision's
+    torch.save(state, tmp_path / "resnet18.pth")
+    torch.save({"conv1.weight": torch.zeros(3, 3)}, tmp_path / "bad.pth")
+    ds = make_synthetic_faces(20, image_size=16, random_state=0)
+    with pytest.raises(DeepLSMError, match="shape mismatch"):
+        run_faces(tmp_path / "bad", ds, weights=tmp_path / "bad.pth")
+    assert not (tmp_path / "bad").exists()
+    out = run_faces(tmp_path / "ok", ds, mode="multi", epochs=1, weights=tmp_path / "resnet18.pth",
+                    n_explain=0, verbose=False)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["weights"].endswith("resnet18.pth")
+    assert (out / "metrics.json").is_file() and (out / "report.html").is_file()
+    assert not (out / "fig5_predictions.png").exists()

@@ -372,8 +372,10 @@ def run_faces(
                            f"{batch_size}, {lr}, {n_explain}")
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         raise DeepLSMError(f"output folder {out} already exists and is not empty; use --overwrite")
-    if weights is not None and not Path(weights).is_file():
-        raise DeepLSMError(f"weights file does not exist: {weights}")
+    if weights is not None:
+        from deeplsm.models import build_resnet18_2d
+
+        build_resnet18_2d(3, weights)  # a missing or mismatched file fails before OUT is made
     from deeplsm.train import check_targets
 
     task = data.task
