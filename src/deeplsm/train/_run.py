@@ -458,6 +458,7 @@ def _execute(out: Path, config: dict, x: np.ndarray, y: np.ndarray, ids: list[st
                     "best_checkpoint": str(Path(ckpt_cb.best_model_path).relative_to(out))
                     if ckpt_cb.best_model_path else None,
                     "best_val_loss": float(best_score) if best_score is not None else None,
+                    "best_epoch": _best_epoch(out, key),
                     "epochs": int(trainer.current_epoch),
                     "fit_seconds": round(time.perf_counter() - t_fit, 2),
                     "skipped_steps": int(module.n_skipped_steps),
@@ -586,6 +587,13 @@ def read_learning_curves(run_dir: str | os.PathLike, key: str) -> pd.DataFrame:
     df = pd.read_csv(path)
     cols = [c for c in ("train_loss", "val_loss") if c in df.columns]
     return df.groupby("epoch")[cols].last().reset_index()
+
+
+def _best_epoch(run_dir: Path, key: str) -> int | None:
+    df = read_learning_curves(run_dir, key)
+    if "val_loss" not in df.columns or df["val_loss"].isna().all():
+        return None
+    return int(df.loc[df["val_loss"].idxmin(), "epoch"])
 
 
 def plot_learning_curves(run_dir: str | os.PathLike, keys: Sequence[str]) -> Path:
