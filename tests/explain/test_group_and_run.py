@@ -115,3 +115,13 @@ def test_explain_run_writes_maps(tmp_path, rng, monkeypatch):
         explain_run(tmp_path / "run", outputs=["x"], verbose=False)
     with pytest.raises(DeepLSMError, match="subjects must be"):
         explain_run(tmp_path / "run", subjects="val", verbose=False)
+
+
+def test_explain_run_multiclass_output_per_class(tmp_path, rng, monkeypatch):
+    run, fake = make_fake_run(tmp_path / "run", rng)
+    net = run.model_for("score_1")[0]
+    run._nets = {"grade": (net, [0, 1])}
+    run.task.names = ["grade"]
+    monkeypatch.setitem(sys.modules, "deeplsm.train", fake)
+    paths = explain_run(tmp_path / "run", methods=("occlusion",), window=3, stride=2, verbose=False)
+    assert set(paths["occlusion"]) == {"grade_class0", "grade_class1"}
