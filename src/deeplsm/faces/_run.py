@@ -117,7 +117,13 @@ def fit_models(out: Path, data: ImageSet, split: np.ndarray, *, mode: str, hp: d
 
     from deeplsm.train import ArrayDataModule, LSMModule
     from deeplsm.train._module import flush_denormal
-    from deeplsm.train._run import _load_net, _make_trainer, _quiet_lightning, _regression_scale
+    from deeplsm.train._run import (
+        _best_epoch,
+        _load_net,
+        _make_trainer,
+        _quiet_lightning,
+        _regression_scale,
+    )
 
     task = data.task
     y = data.labels[task.names].to_numpy(dtype=np.float32)
@@ -153,6 +159,7 @@ def fit_models(out: Path, data: ImageSet, split: np.ndarray, *, mode: str, hp: d
             score = ckpt_cb.best_model_score
             info[key] = {"best_checkpoint": str(best.relative_to(out)),
                          "best_val_loss": float(score) if score is not None else None,
+                         "best_epoch": _best_epoch(out, key),
                          "epochs": int(trainer.current_epoch),
                          "fit_seconds": round(time.perf_counter() - t0, 2),
                          "skipped_steps": int(module.n_skipped_steps)}
