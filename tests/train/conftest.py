@@ -42,3 +42,15 @@ def tiny():
 @pytest.fixture(autouse=True)
 def _no_progress(monkeypatch):
     monkeypatch.setenv("CI", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    # On the shared 2-core machine, two OpenMP threads competing with other jobs ran ~3x slower
+    # than one thread; these tiny networks gain nothing from a second thread anyway.
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

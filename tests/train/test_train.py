@@ -101,6 +101,9 @@ def test_bad_targets(tiny, tmp_path):
         train_run(tmp_path / "r", cohort, scores, outputs=["nope"])
     with pytest.raises(DeepLSMError, match=r"1 of 24 lesion subjects have no score, e\.g\. sub-000"):
         train_run(tmp_path / "r", cohort, scores.iloc[1:])
+    with pytest.raises(DeepLSMError, match="mixup only applies when every output is a regression"):
+        train_run(tmp_path / "r", cohort, scores, outputs=["score_a", "flag:binary"],
+                  overrides={"mixup_alpha": 0.2})
     small = cohort.subset(list(range(6)))
     with pytest.raises(DeepLSMError, match="too few subjects to split"):
         train_run(tmp_path / "r", small, scores)
@@ -154,6 +157,7 @@ def test_multi_run_directory(multi_run, tiny):
     assert cfg["lesions"]["grid"]["voxel_size"] == [3.0, 3.0, 3.0]
     assert cfg["split"]["fractions"] == [0.6, 0.2, 0.2]
     assert cfg["hyperparameters"]["max_epochs"] == 3 and "torch" in cfg["versions"]
+    assert cfg["hyperparameters"]["mixup_alpha"] == 0.4  # the fast preset's, all outputs regression
     split = pd.read_csv(multi_run / "split.csv", dtype=str)
     assert dict(zip(split.subject, split.split)) == split_subjects(cohort.subject_ids, random_state=1)
     preds = pd.read_csv(multi_run / "predictions.csv", dtype={"subject": str})
@@ -207,6 +211,7 @@ def test_single_mode_with_classification(tmp_path, tiny):
     with torch.no_grad():
         out_grp = run.models["grp"](torch.zeros(2, 1, *cohort.shape))
     assert out_grp.shape == (2, 3)
+    assert json.loads((out / "config.json").read_text())["hyperparameters"]["mixup_alpha"] == 0.0
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["test"]["grp"]) == {"n", "accuracy", "balanced_accuracy"}
     assert set(metrics["test"]["flag"]) == {"n", "accuracy"}
@@ -231,7 +236,7 @@ def test_resume_after_interruption(tmp_path, tiny):
     assert (out / "checkpoints" / "last.ckpt").is_file() and not (out / "metrics.json").exists()
     resume_run(out, verbose=False)
     done = json.loads((out / "checkpoints" / "complete.json").read_text())
-    assert done["resumed"] and done["epochs"] == 2
+    assert done["resumed"] and done["epochs"] == 2 and done["best_epoch"] in (0, 1)
     assert (out / "metrics.json").is_file()
     assert list(read_learning_curves(out, "multi").epoch) == [0, 1]
 
@@ -252,7 +257,9 @@ def test_bf16_channels_last_training_runs(tmp_path, tiny):
     cohort, scores = tiny
     out = train_run(tmp_path / "bf16", cohort, scores, outputs=["score_a"],
                     overrides={"max_epochs": 1, "batch_size": 8, "precision": "bf16-mixed",
-                               "channels_last": True, "mixup_alpha": 0.4}, verbose=False)
+                               "channels_last": True, "mixup_alpha": 0.4, "early_stopping_patience": 2},
+                    tensorboard=True, verbose=False)
+    assert list((out / "logs" / "tensorboard" / "multi").glob("events.out.tfevents.*"))
     m = json.loads((out / "metrics.json").read_text())
     assert m["training"]["multi"]["skipped_steps"] == 0
     assert np.isfinite(pd.read_csv(out / "predictions.csv").score_a_pred).all()

@@ -61,6 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--devices", default="auto", help="Lightning devices, e.g. 1, 4 or auto")
     d.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
     d.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard under RUN/logs")
+    d.add_argument("--threads", type=positive_int,
+                   help="CPU threads for torch (default: one per core; 1 is faster when other "
+                   "jobs keep the cores busy)")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     o = p.add_argument_group("output")
     o.add_argument("--out", required=True, metavar="RUN", help="run folder to create")
@@ -110,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed, n_folds=args.folds, fold=args.fold if args.folds else 0,
             overrides=overrides, weights=args.weights, accelerator=args.accelerator,
             devices=_devices(args.devices), strategy=args.strategy, tensorboard=args.tensorboard,
-            overwrite=args.overwrite, verbose=verbose,
+            threads=args.threads, overwrite=args.overwrite, verbose=verbose,
             sources={"lesions": args.lesions, "scores": args.scores},
         )
     except KeyboardInterrupt:

@@ -1,4 +1,4 @@
-"""Evaluation metrics: prediction metrics and map-vs-truth localisation metrics."""
+"""Evaluation: prediction metrics, and localisation of attribution or statistic maps against ROIs."""
 
 from deeplsm.evaluate._figures import plot_pr_curves
 from deeplsm.evaluate._localization import (

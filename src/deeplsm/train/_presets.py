@@ -36,8 +36,10 @@ PRESETS: dict[str, dict] = {
         "milestones": [],
         "gamma": 0.1,
         "batch_size": 16,
-        "max_epochs": 20,
-        "mixup_alpha": 0.0,
+        "max_epochs": 16,
+        # Mixup is exact for the paper's scores, which are linear in the lesion map; it is
+        # switched off automatically when an output is binary or multiclass.
+        "mixup_alpha": 0.4,
         "precision": "32-true",
         "channels_last": False,
         "gradient_clip_val": 1.0,
