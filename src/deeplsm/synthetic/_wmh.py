@@ -2,11 +2,11 @@
 
 Each subject's lesion map is the top-K voxels of a random field inside white matter:
 
-    field = 1.2 · w_pv · periventricular prior + 0.45 · confluent noise + 0.25 · punctate noise · WM
+    field = 1.2 · w_pv · periventricular prior + 0.45 · confluent noise + 0.1 · punctate noise · WM
 
 * The periventricular prior decays with distance from the lateral ventricles, so small burdens
   are caps and bands along the ventricles and large burdens grow into confluent lesions.
-* Confluent (σ = 4 mm) and punctate (σ = 1.5 mm) smoothed Gaussian noise give deep lesions.
+* Confluent (σ = 6 mm) and punctate (σ = 2 mm) smoothed Gaussian noise give deep lesions.
   Both are drawn independently everywhere, so maps are roughly left-right symmetric (the prior
   is) but never mirror images.
 * K is set by a log-normal lesion burden (median 5 mL, σ_log 1.4): about a quarter of subjects
@@ -36,8 +36,8 @@ from deeplsm.cohort import PAPER_VOXEL_SIZE, Grid, LesionCohort, mni_brain_grid
 from deeplsm.exceptions import DeepLSMError
 
 PV_DECAY_MM = 15.0
-CONFLUENT_SIGMA_MM = 4.0
-PUNCTATE_SIGMA_MM = 1.5
+CONFLUENT_SIGMA_MM = 6.0
+PUNCTATE_SIGMA_MM = 2.0
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def wmh_priors(grid: Grid) -> WMHPriors:
 
 def _noise_pair(rng: np.random.Generator, shape: tuple[int, ...],
                 vox: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Punctate (σ 1.5 mm) and confluent (σ 4 mm) noise from one white-noise draw.
+    """Punctate (σ 2 mm) and confluent (σ 6 mm) noise from one white-noise draw.
 
     The confluent field smooths the punctate one further (Gaussians compose: σ² adds), which
     saves a second draw and a second wide filter.
@@ -183,7 +183,7 @@ def make_wmh_cohort(
         sub_rng = np.random.default_rng(seeds[i])
         w_pv = sub_rng.uniform(0.6, 1.4)
         punctate, confluent = _noise_pair(sub_rng, sub_shape, vox)
-        field = w_pv * 1.2 * pv + 0.45 * confluent[cand] + 0.25 * punctate[cand] * wm
+        field = w_pv * 1.2 * pv + 0.45 * confluent[cand] + 0.1 * punctate[cand] * wm
         k = int(n_vox[i])
         flat = np.zeros(n_cand, dtype=np.uint8)
         flat[np.argpartition(field, n_cand - k)[n_cand - k:]] = 1
