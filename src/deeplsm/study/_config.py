@@ -42,6 +42,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "weights": None,  # a local MedicalNet checkpoint
         "devices": "auto",
         "strategy": "auto",
+        "threads": None,  # torch CPU threads (None: one per core)
     },
     "explain": {
         "methods": ["ig", "gradshap", "occlusion"],

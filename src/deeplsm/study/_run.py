@@ -198,7 +198,8 @@ class Study:
         overrides = {**m["overrides"], **(m["single_overrides"] if mode == "single" else {})}
         train_run(out, self._load_cohort(), self._scores(), mode=mode, preset=m["preset"],
                   seed=m["seed"], overrides=overrides or None, weights=m["weights"],
-                  devices=m["devices"], strategy=m["strategy"], verbose=self.verbose,
+                  devices=m["devices"], strategy=m["strategy"], threads=m["threads"],
+                  verbose=self.verbose,
                   sources={"lesions": str(self.cohort_path),
                            "scores": str(self.sim_dir / "scores.csv")})
 
