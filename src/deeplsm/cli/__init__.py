@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code (0 ok, 2 user error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="deeplsm: %(message)s")
+    _setup_logging()
     warnings.formatwarning = _format_warning
     try:
         rc = args.func(args)
@@ -49,6 +49,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("deeplsm: interrupted", file=sys.stderr)
         return 130
     return int(rc or 0)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at emit time (pytest swaps it per test)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _setup_logging() -> None:
+    """Our own INFO lines as ``deeplsm: …``; other libraries' loggers are left alone."""
+    log = logging.getLogger("deeplsm")
+    if not log.handlers:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("deeplsm: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:
