@@ -28,7 +28,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -403,7 +403,7 @@ def run_faces(
         hp["scheduler"] = "none"
     explain_idx = pick_images(data, split, n_explain, image) if n_explain else []
     config = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "mode": mode, "seed": int(seed), "task": task.to_list(), "class_names": data.class_names,
         "data": {**data.source, "n_images": len(data)},
         "split": {"fractions": [float(f) for f in fractions],
