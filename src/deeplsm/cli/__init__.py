@@ -18,7 +18,9 @@ from deeplsm import __version__
 from deeplsm.exceptions import DeepLSMError
 
 # Subcommand modules, in the order they appear in --help (the pipeline's order).
-COMMANDS = ("_synth", "_simulate", "_train", "_explain", "_evaluate", "_vlsm", "_svr", "_faces", "_study", "_demo")
+COMMANDS = (
+    "_synth", "_simulate", "_train", "_explain", "_evaluate", "_vlsm", "_svr", "_faces", "_study", "_demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
