@@ -66,9 +66,13 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def _setup_logging() -> None:
-    """Our own INFO lines as ``deeplsm: …``; other libraries' loggers are left alone."""
+    """Our own INFO lines as ``deeplsm: …``; other libraries' loggers are left alone.
+
+    When the host already configured logging (an application embedding ``main``, or pytest),
+    records propagate to its handlers instead.
+    """
     log = logging.getLogger("deeplsm")
-    if not log.handlers:
+    if not log.handlers and not logging.getLogger().handlers:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("deeplsm: %(message)s"))
         log.addHandler(handler)

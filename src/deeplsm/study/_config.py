@@ -164,12 +164,13 @@ def demo_config(*, quick: bool = False, preset: str = "fast") -> dict:
 
 
 #: Tuned by measurement for the <= 15 min CPU demo (see README "Measured performance"): a 4 mm
-#: grid (37x46x39) with 3-voxel (12 mm) ROIs, 14 epochs for the multi-output model and 8 for each
-#: single-output model, and the first 24 test subjects explained.
+#: grid (37x46x39) with 3-voxel (12 mm) ROIs, 12 epochs for the multi-output model (its best
+#: validation epoch was 9 of 14 in a trial) and 6 for each single-output model, and the first 16
+#: test subjects explained (IG with 8 steps).
 DEMO_OVERRIDES: dict = {
     "cohort": {"voxel_size": 4.0},
     "scores": {"roi_size": 3},
-    "models": {"overrides": {"max_epochs": 14}, "single_overrides": {"max_epochs": 8}},
-    "explain": {"max_subjects": 24, "n_steps": 16, "n_samples": 8, "window": 3, "stride": 2},
+    "models": {"overrides": {"max_epochs": 12}, "single_overrides": {"max_epochs": 6}},
+    "explain": {"max_subjects": 16, "n_steps": 8, "n_samples": 8, "window": 3, "stride": 2},
     "classical": {"permutations": 1000, "svr_permutations": 0},
 }
