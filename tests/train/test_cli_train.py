@@ -121,3 +121,12 @@ def test_cli_existing_out(files, capsys):
     assert _train(lesions, csv, out) == 2
     assert "already exists; use --resume" in capsys.readouterr().err
     assert (out / "keep.txt").exists()
+
+
+def test_cli_tensorboard_without_the_package(files, capsys, monkeypatch):
+    import deeplsm.train._run as run_mod
+
+    monkeypatch.setattr(run_mod, "_tensorboard_available", lambda: False)
+    tmp, lesions, csv, _ = files
+    out = tmp / "run"
+    _assert_error(capsys, _train(lesions, csv, out, "--tensorboard"), "needs the tensorboard package", out)

@@ -315,6 +315,8 @@ def train_run(
         The run directory.
     """
     out = Path(out)
+    if tensorboard and not _tensorboard_available():
+        raise DeepLSMError("--tensorboard needs the tensorboard package: pip install 'deeplsm[tensorboard]'")
     if mode not in MODES:
         raise DeepLSMError(f"mode must be 'multi' or 'single', got {mode!r}")
     hp = get_preset(preset, overrides)
@@ -540,6 +542,12 @@ def _make_trainer(out: Path, config: dict, key: str, ckdir: Path, extra: Sequenc
         default_root_dir=out,
     )
     return trainer, ckpt_cb
+
+
+def _tensorboard_available() -> bool:
+    import importlib.util
+
+    return any(importlib.util.find_spec(m) is not None for m in ("tensorboard", "tensorboardX"))
 
 
 @contextlib.contextmanager
