@@ -141,7 +141,9 @@ class _AttributionMethod:
         return res.squeeze(2) if added else res
 
     def _attribute_one(self, x: torch.Tensor, target, **kwargs) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
+        # Subclasses either attribute one target at a time here, or (like LesionAwareOcclusion)
+        # override attribute_targets to serve every target from one sweep.
+        raise TypeError(f"{type(self).__name__} does not attribute targets one at a time")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({type(self.model).__name__})"
