@@ -129,3 +129,24 @@ def test_example_config_loads():
 
     cfg = load_config(Path(__file__).resolve().parents[2] / "examples" / "study.toml")
     assert cfg["models"]["modes"] == ["multi", "single"] and cfg["explain"]["window"] == 4
+
+
+def test_user_lesions_scores_and_truth(quick_demo, tmp_path):
+    """The path a user takes: their own lesions (here a cache), a score CSV and a ROI image."""
+    cfg = demo_config(quick=True)
+    cfg["cohort"].update(source=str(quick_demo / "cohort" / "cohort.lesions.npz"), voxel_size=None)
+    cfg["scores"].update(source=str(quick_demo / "simulation" / "scores.csv"),
+                         columns=["score_2", "score_3"],
+                         truth=str(quick_demo / "simulation" / "rois.nii.gz"))
+    cfg["models"]["modes"] = ["multi"]
+    cfg["explain"]["methods"] = ["occlusion"]
+    cfg["classical"]["methods"] = ["vlsm"]
+    metrics = run_study(cfg, tmp_path / "user", verbose=False)
+    assert set(metrics["prediction"]["multi"]) == {"score_2", "score_3"}
+    # score_2 is matched to ROI label 2 by its trailing number, and VLSM on the same subjects
+    # gives the same map as in the simulated study.
+    demo = json.loads((quick_demo / "metrics.json").read_text())["localization"]["vlsm"]["score_2"]
+    loc = metrics["localization"]["vlsm"]["score_2"]
+    assert loc["prevalence"] == pytest.approx(demo["prevalence"])
+    assert loc["pr_auc"] == pytest.approx(demo["pr_auc"])
+    assert (tmp_path / "user" / "report.html").exists()

@@ -134,8 +134,6 @@ def _check(cfg: dict) -> None:
         raise DeepLSMError("explain.subjects must be 'test' or 'all'")
     if cfg["cohort"]["source"] == "synthetic" and int(cfg["cohort"]["n_subjects"]) < 10:
         raise DeepLSMError("cohort.n_subjects must be at least 10")
-    if cfg["scores"]["source"] != "simulate" and cfg["scores"]["truth"] is None:
-        pass  # real scores: no ground truth, localisation metrics are skipped
 
 
 def demo_config(*, quick: bool = False, preset: str = "fast") -> dict:
