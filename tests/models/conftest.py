@@ -1,12 +1,3 @@
-import pytest
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _one_thread():
-    # See tests/train/conftest.py: one thread is faster on the shared 2-core machine.
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# The same one-thread setting as the training tests (see tests/train/conftest.py); importing the
+# autouse fixture registers it here too.
+from tests.train.conftest import _one_thread  # noqa: F401

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def positive_int(text: str) -> int:
@@ -73,7 +72,3 @@ def load_lesions_from_args(args: argparse.Namespace, verbose: bool = True):
 
     return load_lesions(args.lesions, grid=args.grid, voxel_size=args.voxel_size,
                         threshold=args.threshold, verbose=verbose)
-
-
-def out_dir(text: str) -> Path:
-    return Path(text)

@@ -16,6 +16,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from deeplsm._validation import AFFINE_TOLERANCE_MM, check_path_exists
 from deeplsm.exceptions import DeepLSMError
 
 __all__ = [
@@ -169,9 +170,7 @@ def best_f1_dice(values, roi, *, n_thresholds: int = N_THRESHOLDS) -> tuple[floa
 # --- images -------------------------------------------------------------------------------
 def _load_img(img, what: str) -> nib.Nifti1Image:
     if isinstance(img, str | os.PathLike):
-        p = Path(img)
-        if not p.exists():
-            raise DeepLSMError(f"{what} does not exist: {p}")
+        p = check_path_exists(img, what)
         try:
             img = nib.load(str(p))
         except Exception as err:  # nibabel raises several types for bad files
@@ -191,7 +190,7 @@ def _data3d(img, what: str) -> np.ndarray:
 
 
 def _same_grid(a, b) -> bool:
-    return a.shape[:3] == b.shape[:3] and np.allclose(a.affine, b.affine, atol=1e-3)
+    return a.shape[:3] == b.shape[:3] and np.allclose(a.affine, b.affine, atol=AFFINE_TOLERANCE_MM)
 
 
 @functools.lru_cache(maxsize=8)

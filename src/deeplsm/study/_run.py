@@ -293,11 +293,11 @@ class Study:
 def _copy_truth(truth: str, cohort: LesionCohort, dest: Path) -> None:
     import nibabel as nib
 
-    from deeplsm._validation import check_path_exists
+    from deeplsm._validation import AFFINE_TOLERANCE_MM, load_nifti
 
-    p = check_path_exists(truth, "truth ROI image")
-    img = nib.load(str(p))
-    if img.shape[:3] != cohort.shape or not np.allclose(img.affine, cohort.affine, atol=1e-3):
+    data, affine = load_nifti(truth)  # names the file on a missing, corrupt or 4D image
+    img = nib.Nifti1Image(data, affine)
+    if img.shape[:3] != cohort.shape or not np.allclose(affine, cohort.affine, atol=AFFINE_TOLERANCE_MM):
         from nilearn.image import resample_img
 
         img = resample_img(img, target_affine=cohort.affine, target_shape=cohort.shape,
