@@ -9,7 +9,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the whole study on the embedded synthetic WMH cohort",
                        description="822 synthetic WMH subjects at 4 mm, 3 ROIs, multi- and "
                        "single-output CNNs, IG/GradientSHAP/occlusion, VLSM and SVR-LSM, one report. "
-                       "About 15 minutes on a 2-core CPU.")
+                       "About 11 minutes on a 2-core CPU.")
     p.add_argument("--out", required=True, help="output folder (rerun to reuse finished stages)")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="tiny version (under 2 minutes), for tests")

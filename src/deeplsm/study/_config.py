@@ -139,8 +139,8 @@ def _check(cfg: dict) -> None:
 def demo_config(*, quick: bool = False, preset: str = "fast") -> dict:
     """The built-in ``deeplsm demo`` configuration.
 
-    The default is tuned to finish in about 15 minutes on a 2-core CPU (see the README for the
-    measured stage times); ``quick`` is a tiny version for tests; ``preset='paper'`` is the
+    The default is tuned to finish within 15 minutes on a 2-core CPU (10.5 min measured; see the
+    README for the stage times); ``quick`` is a tiny version for tests; ``preset='paper'`` is the
     paper's scale (1.667 mm grid, 8-voxel ROIs, window 8 / stride 4 occlusion; meant for a GPU).
     """
     if preset == "paper":
