@@ -109,7 +109,7 @@ def write_report(study: Study, metrics: dict) -> Path:
     """Write ``DIR/report.html`` and ``DIR/README.txt`` for ``study``."""
     out = study.out
     outputs = _score_names(study)
-    cohort = study._load_cohort()
+    cohort = study.load_cohort()
     scores = pd.read_csv(study.sim_dir / "scores.csv", index_col=0)
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>deeplsm study report</title>",
              f"<style>{CSS}</style></head><body><h1>deeplsm study report</h1>",
@@ -241,7 +241,7 @@ def write_report(study: Study, metrics: dict) -> Path:
 def _map_paths(study: Study) -> dict[str, dict[str, str]]:
     """method name as in metrics.json -> output -> normalised map path."""
     out: dict[str, dict[str, str]] = {}
-    for folder, prefix in study._map_folders():
+    for folder, prefix in study.map_folders():
         for f in sorted(folder.glob("*.nii.gz")):
             stem = f.name[: -len(".nii.gz")]
             method, _, output = stem.partition("_")

@@ -141,7 +141,8 @@ class Study:
         write_json(self.out / "metrics.json", metrics)
         return metrics
 
-    def _load_cohort(self) -> LesionCohort:
+    def load_cohort(self) -> LesionCohort:
+        """The study's analysis-grid cohort (from the ``cohort`` stage's cache)."""
         return LesionCohort.load(self.cohort_path)
 
     def _make_cohort(self) -> None:
@@ -161,7 +162,7 @@ class Study:
         from deeplsm.simulate import simulate
 
         s = self.config["scores"]
-        cohort = self._load_cohort()
+        cohort = self.load_cohort()
         with atomic_path(self.sim_dir) as tmp:
             tmp.mkdir()
             if s["source"] == "simulate":
@@ -196,7 +197,7 @@ class Study:
         if out.exists():
             shutil.rmtree(out)
         overrides = {**m["overrides"], **(m["single_overrides"] if mode == "single" else {})}
-        train_run(out, self._load_cohort(), self._scores(), mode=mode, preset=m["preset"],
+        train_run(out, self.load_cohort(), self._scores(), mode=mode, preset=m["preset"],
                   seed=m["seed"], overrides=overrides or None, weights=m["weights"],
                   devices=m["devices"], strategy=m["strategy"], threads=m["threads"],
                   verbose=self.verbose,
@@ -230,7 +231,7 @@ class Study:
         from deeplsm.classical import SVRLSM, MassUnivariateLSM, save_fitted_maps
 
         c = self.config["classical"]
-        cohort = self._load_cohort()
+        cohort = self.load_cohort()
         ids = self.classical_subjects(cohort)
         sub = cohort.subset(ids)
         scores = self._scores().loc[ids]
@@ -262,13 +263,13 @@ class Study:
         from deeplsm.evaluate import evaluate_maps
 
         results: dict[str, dict] = {}
-        for folder, prefix in self._map_folders():
+        for folder, prefix in self.map_folders():
             res = evaluate_maps(folder, self.truth_path)
             for method, per_output in res["results"].items():
                 results[f"{prefix}{method}"] = per_output
         write_json(self.out / "evaluation.json", {"results": results})
 
-    def _map_folders(self) -> list[tuple[Path, str]]:
+    def map_folders(self) -> list[tuple[Path, str]]:
         """Folders of normalised maps to score, with the method-name prefix they get."""
         out = []
         for mode in self.config["models"]["modes"]:
