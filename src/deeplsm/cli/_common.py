@@ -56,19 +56,26 @@ def add_lesion_options(parser: argparse.ArgumentParser) -> None:
     """``--lesions`` plus the analysis-grid options every lesion-reading command shares."""
     g = parser.add_argument_group("lesions and analysis grid")
     g.add_argument("--lesions", required=True, metavar="PATH",
-                   help="folder of NIfTI lesion maps (sub-*_lesion.nii[.gz] or any *.nii[.gz]), "
+                   help="folder of NIfTI lesion maps (BIDS lesion masks, searched recursively, "
+                   "or any *.nii[.gz]), "
                    "a glob, a CSV/TSV with subject and path columns, or a *.lesions.npz cache")
     g.add_argument("--voxel-size", type=positive_float, metavar="MM",
                    help="analysis grid voxel size in mm (MNI brain bounding box)")
     g.add_argument("--grid", choices=("paper", "mni", "native"),
-                   help="'paper': 1.667 mm MNI brain box, as the paper; 'native': the lesions' "
-                   "own grid (default unless --voxel-size is given)")
+                   help="'paper': 1.667 mm MNI brain box, as the paper; 'mni': the MNI brain box "
+                   "at --voxel-size (default: the lesions' voxel size), each map resampled through "
+                   "its own header; 'native': the lesions' own grid, one header for all (default "
+                   "unless --voxel-size is given)")
     g.add_argument("--threshold", type=unit_float,
                    help="binarise probabilistic maps at >= THRESHOLD (otherwise they are an error)")
+    g.add_argument("--session", metavar="LABEL|all",
+                   help="BIDS masks: keep session LABEL (ses-LABEL), or 'all' to keep every "
+                   "session as its own subject (sub-01_ses-1); needed when a subject has masks "
+                   "from several sessions")
 
 
 def load_lesions_from_args(args: argparse.Namespace, verbose: bool = True):
     from deeplsm.cohort import load_lesions
 
     return load_lesions(args.lesions, grid=args.grid, voxel_size=args.voxel_size,
-                        threshold=args.threshold, verbose=verbose)
+                        threshold=args.threshold, session=args.session, verbose=verbose)

@@ -96,8 +96,8 @@ def resolve_grid(
     """Pick the analysis grid from CLI-style options.
 
     ``grid='paper'`` is the paper's grid; ``grid='mni'`` (or any ``voxel_size`` with no grid) is
-    the MNI brain bounding box at ``voxel_size``; ``grid='native'`` (or neither option) keeps the
-    lesions' own grid.
+    the MNI brain bounding box at ``voxel_size`` (``grid='mni'`` alone: at the native grid's
+    smallest voxel size); ``grid='native'`` (or neither option) keeps the lesions' own grid.
     """
     if isinstance(grid, Grid):
         return grid
@@ -105,6 +105,8 @@ def resolve_grid(
         return mni_brain_grid(voxel_size or PAPER_VOXEL_SIZE)
     if grid in (None, "mni") and voxel_size is not None:
         return mni_brain_grid(voxel_size)
+    if grid == "mni":
+        return mni_brain_grid(round(min(native.voxel_size), 3))
     if grid in (None, "native"):
         if voxel_size is not None:
             return rescaled_grid(native.shape, native.affine, voxel_size)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import glob as globmod
+import logging
 import os
 import re
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import nibabel as nib
@@ -21,48 +23,52 @@ from deeplsm._validation import (
     check_threshold,
     load_nifti,
 )
+from deeplsm.cohort._bids import find_bids_lesions, subject_ids_for
 from deeplsm.cohort._cohort import CACHE_SUFFIX, LesionCohort
 from deeplsm.cohort._grid import Grid, resolve_grid
+from deeplsm.cohort._space import check_mni_space, orientation, read_header
 from deeplsm.exceptions import DeepLSMError
 
+log = logging.getLogger("deeplsm")
+
 _NIFTI_RE = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
-_BIDS_RE = re.compile(r"^(sub-[A-Za-z0-9]+)(?:_.*)?_lesion\.nii(\.gz)?$")
 SUBJECT_COLUMNS = ("subject", "participant_id", "subject_id", "id")
 PATH_COLUMNS = ("path", "lesion", "lesion_path", "file", "filename")
 
 
-def subject_id_from_path(path: Path) -> str:
-    """``sub-0001_lesion.nii.gz`` → ``sub-0001``; any other ``name.nii[.gz]`` → ``name``."""
-    m = _BIDS_RE.match(path.name)
-    if m:
-        return m.group(1)
-    return _NIFTI_RE.sub("", path.name)
-
-
-def find_lesion_files(source: str | os.PathLike) -> tuple[list[str], list[Path]]:
+def find_lesion_files(
+    source: str | os.PathLike, *, session: str | None = None
+) -> tuple[list[str], list[Path]]:
     """Resolve ``source`` (folder, glob pattern or CSV/TSV table) to subject IDs and file paths.
 
-    In a folder, BIDS-like ``sub-*_lesion.nii[.gz]`` files (searched recursively) take
-    precedence; otherwise every ``*.nii[.gz]`` directly in the folder is a subject.
+    In a folder, lesion masks named as BIDS has them (``sub-<label>[_ses-<label>]..._``
+    ``{label-lesion_mask, label-lesion_roi, desc-*lesion*_mask, lesion}.nii[.gz]``, searched
+    recursively, so raw ``sub-*/[ses-*/]anat/`` and ``derivatives/<pipeline>/`` layouts both
+    work) take precedence; otherwise every ``*.nii[.gz]`` directly in the folder is a subject.
+    BIDS names give the subject ID ``sub-<label>``; ``session`` selects or keeps sessions (see
+    :func:`deeplsm.cohort.subject_ids_for`).
     """
     s = str(source)
     if any(c in s for c in "*?[") and not Path(s).exists():
         paths = sorted(Path(p) for p in globmod.glob(s, recursive=True) if _NIFTI_RE.search(p))
         if not paths:
             raise DeepLSMError(f"no NIfTI files match the pattern {s}")
-        return [subject_id_from_path(p) for p in paths], paths
+        return subject_ids_for(paths, session)
     p = check_path_exists(source, "lesion path")
     if p.is_dir():
-        paths = sorted(q for q in p.rglob("sub-*_lesion.nii*") if _BIDS_RE.match(q.name))
+        paths = find_bids_lesions(p)
         if not paths:
             paths = sorted(q for q in p.iterdir() if q.is_file() and _NIFTI_RE.search(q.name))
         if not paths:
             raise DeepLSMError(f"no NIfTI files (*.nii, *.nii.gz) in folder {p}")
-        return [subject_id_from_path(q) for q in paths], paths
+        return subject_ids_for(paths, session)
     if p.suffix.lower() in (".csv", ".tsv"):
+        if session is not None:
+            raise DeepLSMError(f"--session picks BIDS-named files; {p} is a table, which lists "
+                               "one map per subject already")
         return _read_lesion_table(p)
     if _NIFTI_RE.search(p.name):
-        return [subject_id_from_path(p)], [p]
+        return subject_ids_for([p], session)
     raise DeepLSMError(
         f"{p}: not a lesion source; give a folder, a glob, a .csv/.tsv table, a NIfTI file "
         f"or a *{CACHE_SUFFIX} cache"
@@ -94,6 +100,7 @@ def load_lesions(
     grid: str | Grid | None = None,
     voxel_size: float | None = None,
     threshold: float | None = None,
+    session: str | None = None,
     verbose: bool = True,
 ) -> LesionCohort:
     """Load, validate and (optionally) resample binary lesion maps.
@@ -101,7 +108,8 @@ def load_lesions(
     Parameters
     ----------
     source : str, path or LesionCohort
-        A folder (``sub-*_lesion.nii[.gz]`` or any ``*.nii[.gz]``), a glob pattern, a CSV/TSV
+        A folder (BIDS lesion masks such as ``sub-01[_ses-1]..._label-lesion_mask.nii.gz``,
+        searched recursively, or else any ``*.nii[.gz]`` in it), a glob pattern, a CSV/TSV
         table with subject and path columns, a single NIfTI file, or a ``*.lesions.npz`` cache
         written by :meth:`LesionCohort.save`.
     grid : {'paper', 'mni', 'native'}, Grid or None, default=None
@@ -111,6 +119,10 @@ def load_lesions(
         Isotropic voxel size of the analysis grid in mm.
     threshold : float in (0, 1] or None, default=None
         Binarise probabilistic maps at ``>= threshold``. Without it they are an error.
+    session : str or None, default=None
+        BIDS session to keep (``'1'`` or ``'ses-1'``), or ``'all'`` to keep every session as
+        its own subject (``sub-01_ses-1``). None: a subject with masks from several sessions is
+        an error. See :func:`deeplsm.cohort.subject_ids_for`.
     verbose : bool, default=True
         Show a progress bar.
 
@@ -120,8 +132,17 @@ def load_lesions(
         Maps on the analysis grid. Resampling uses linear interpolation of each binary map
         followed by a 0.5 threshold (nilearn ``resample_img``), which keeps lesion volume
         closer than nearest-neighbour when downsampling.
+
+    Notes
+    -----
+    On an MNI grid (``grid='paper'`` or ``'mni'``, or a ``voxel_size`` without a grid) each map
+    is resampled through its own header, so maps with different orientations (LAS, RAS), fields
+    of view or voxel sizes load together; each header's field of view must hold at least half
+    of the MNI152 brain mask, else the odd maps are named in an error. On the native grid every
+    map must share the first map's shape and affine (within 1e-3 mm).
     """
     threshold = check_threshold(threshold)
+    mni_target = grid in ("paper", "mni") or (grid is None and voxel_size is not None)
     if isinstance(source, LesionCohort):
         cohort = source
     elif str(source).endswith(CACHE_SUFFIX):
@@ -129,34 +150,75 @@ def load_lesions(
     else:
         cohort = None
     if cohort is not None:
+        if session is not None:
+            raise DeepLSMError("--session picks BIDS-named files; a cohort cache has one map "
+                               "per subject already")
         target = resolve_grid(grid, voxel_size, cohort.grid)
-        return cohort if target == cohort.grid else resample_cohort(cohort, target, verbose=verbose)
+        if target == cohort.grid:
+            return cohort
+        if mni_target:
+            name = "the cohort" if isinstance(source, LesionCohort) else str(source)
+            check_mni_space([name], [(cohort.shape, cohort.affine)])
+        return resample_cohort(cohort, target, verbose=verbose)
 
-    ids, paths = find_lesion_files(source)
+    ids, paths = find_lesion_files(source, session=session)
     if len(set(ids)) != len(ids):
         dup = sorted({s for s in ids if ids.count(s) > 1})
         raise DeepLSMError(f"duplicate subject IDs: {', '.join(dup[:5])}")
+    names = [f"subject {sid} ({path})" for sid, path in zip(ids, paths)]
+    if mni_target:
+        check_mni_space(names, [read_header(p) for p in paths])
     target: Grid | None = None
     ref: tuple[str, tuple, np.ndarray] | None = None
     stack: np.ndarray | None = None
-    for i, (sid, path) in enumerate(
-        tqdm(list(zip(ids, paths)), desc="loading lesions", unit="map",
+    headers: Counter = Counter()
+    n_resampled = 0
+    reoriented: Counter = Counter()
+    for i, (name, path) in enumerate(
+        tqdm(list(zip(names, paths)), desc="loading lesions", unit="map",
              disable=progress_disabled(verbose))
     ):
         data, affine = load_nifti(path)
-        name = f"subject {sid} ({path})"
         if ref is None:
             ref = (name, data.shape, affine)
             target = resolve_grid(grid, voxel_size, Grid(data.shape, affine))
             stack = np.zeros((len(ids), *target.shape), dtype=np.uint8)
-        else:
-            check_same_space(name, data.shape, affine, *ref)
+        elif not mni_target:
+            try:
+                check_same_space(name, data.shape, affine, *ref)
+            except DeepLSMError as err:
+                raise DeepLSMError(
+                    f"{err}. If every map is in MNI space and only the headers differ, use "
+                    "--grid mni (or --voxel-size MM) to resample each map through its own header"
+                ) from None
         binary = check_binary(data, name, threshold)
         stack[i] = _resample_binary(binary, affine, target)
+        if mni_target:
+            headers[Grid(data.shape, affine)] += 1
+            n_resampled += Grid(data.shape, affine) != target
+            if orientation(affine) != orientation(target.affine):
+                reoriented[orientation(affine)] += 1
     assert stack is not None and target is not None  # at least one file exists here
+    if n_resampled:
+        _log_resampling(len(ids), n_resampled, reoriented, headers, target)
     cohort = LesionCohort(ids, stack, target.affine)
     warn_empty_maps(cohort)
     return cohort
+
+
+def _log_resampling(n: int, n_resampled: int, reoriented: Counter, headers: Counter,
+                    target: Grid) -> None:
+    """One line: how many maps were resampled and reoriented, and how many headers there were."""
+    shape = "x".join(map(str, target.shape))
+    size = "/".join(f"{v:g}" for v in np.round(target.voxel_size, 3))
+    line = (f"resampled {n_resampled} of {n} lesion maps through their own headers to the MNI "
+            f"grid {shape} at {size} mm")
+    if len(headers) > 1:
+        line += f"; {len(headers)} different headers"
+    if reoriented:
+        line += ("; reoriented to " + orientation(target.affine) + ": "
+                 + ", ".join(f"{v} from {o}" for o, v in reoriented.most_common()))
+    log.info(line)
 
 
 def warn_empty_maps(cohort: LesionCohort) -> int:

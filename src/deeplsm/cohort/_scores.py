@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Sequence
@@ -13,6 +14,8 @@ import pandas as pd
 from deeplsm._validation import check_path_exists
 from deeplsm.cohort._io import SUBJECT_COLUMNS
 from deeplsm.exceptions import DeepLSMError
+
+log = logging.getLogger("deeplsm")
 
 
 def load_scores(
@@ -26,12 +29,15 @@ def load_scores(
     ----------
     path : str or path
         Table with a subject column (``subject``, ``participant_id``, ``subject_id`` or ``id``;
-        otherwise the first column) and numeric score columns.
+        otherwise the first column) and numeric score columns; ``.tsv`` is tab-separated (a BIDS
+        ``participants.tsv``), other tables are sniffed. ``n/a``, ``NA``, ``NaN`` and empty
+        cells are missing: an error in the columns and subjects used, fine elsewhere.
     subject_ids : sequence of str or None, default=None
         Lesion subjects, in cohort order. Every one must have a score; rows for other subjects
         are dropped with a warning.
     columns : sequence of str or None, default=None
-        Score columns to keep, in this order. Default: every column but the subject column.
+        Score columns to keep, in this order. Default: every column but the subject column that
+        holds numbers (text-only columns such as ``sex`` are left out, with a log line).
 
     Returns
     -------
@@ -39,8 +45,11 @@ def load_scores(
         Float scores indexed by subject ID, rows in ``subject_ids`` order.
     """
     p = check_path_exists(path, "scores file")
+    # Everything as text first, so IDs keep leading zeros in any column; BIDS's "n/a" (like
+    # "NA", "nan" and empty cells) is missing under pandas' default NA values.
+    sep = "\t" if p.suffix.lower() == ".tsv" else None
     try:
-        table = pd.read_csv(p, sep=None, engine="python", dtype={0: str})
+        table = pd.read_csv(p, sep=sep, engine="python" if sep is None else "c", dtype=str)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise DeepLSMError(f"{p}: cannot read score table ({err})") from None
     lower = {str(c).lower(): c for c in table.columns}
@@ -51,9 +60,14 @@ def load_scores(
         raise DeepLSMError(f"{p}: duplicate subjects in scores: {', '.join(dup)}")
     table = table.set_index(sub)
     if columns is None:
-        columns = list(table.columns)
+        # Default: every column with numbers in it; a column of text only (sex, group) or of
+        # missing values only is left out, as in a BIDS participants.tsv.
+        columns = [c for c in table.columns if pd.to_numeric(table[c], errors="coerce").notna().any()]
+        skipped = [str(c) for c in table.columns if c not in columns]
+        if skipped:
+            log.info("%s: left out column(s) with no numbers: %s", p.name, ", ".join(skipped))
         if not columns:
-            raise DeepLSMError(f"{p}: no score columns besides the subject column {sub!r}")
+            raise DeepLSMError(f"{p}: no numeric score columns besides the subject column {sub!r}")
     columns = list(columns)
     missing_cols = [c for c in columns if c not in table.columns]
     if missing_cols:
@@ -61,7 +75,7 @@ def load_scores(
             f"{p}: missing score column(s) {', '.join(missing_cols)}; "
             f"available: {', '.join(map(str, table.columns))}"
         )
-    table = table[columns]
+    table = table[columns].copy()
     for c in columns:
         numeric = pd.to_numeric(table[c], errors="coerce")
         bad = numeric.isna() & table[c].notna()
@@ -70,11 +84,6 @@ def load_scores(
                 f"{p}: column {c!r} is not numeric (subject {bad.idxmax()}: {table[c][bad].iloc[0]!r})"
             )
         table[c] = numeric.astype(float)
-    nan = table.isna().any(axis=1) | ~np.isfinite(table.to_numpy(dtype=float)).all(axis=1)
-    if nan.any():
-        raise DeepLSMError(
-            f"{p}: NaN or missing scores for {int(nan.sum())} subject(s), e.g. {nan.idxmax()}"
-        )
     if subject_ids is not None:
         ids = [str(s) for s in subject_ids]
         absent = [s for s in ids if s not in table.index]
@@ -84,9 +93,22 @@ def load_scores(
                 f"e.g. {', '.join(absent[:3])}"
             )
         extra = len(table) - len(ids)
-        if extra > 0:
-            warnings.warn(f"{p}: ignoring {extra} score rows with no lesion map", stacklevel=2)
         table = table.loc[ids]
+    else:
+        extra = 0
+    # Only the rows and columns in use must be complete: n/a elsewhere is fine.
+    values = table.to_numpy(dtype=float)
+    bad_cells = ~np.isfinite(values)
+    if bad_cells.any():
+        rows = bad_cells.any(axis=1)
+        i = int(np.argmax(rows))
+        col = columns[int(np.argmax(bad_cells[i]))]
+        raise DeepLSMError(
+            f"{p}: NaN or missing scores for {int(rows.sum())} subject(s), e.g. {table.index[i]} "
+            f"in column {col!r} (n/a, NaN, Inf and empty cells are not scores)"
+        )
+    if extra > 0:
+        warnings.warn(f"{p}: ignoring {extra} score rows with no lesion map", stacklevel=2)
     return table
 
 
