@@ -26,7 +26,15 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types as at
 import numpy as np
-from pydantic import AllowInfNan, BaseModel, BeforeValidator, Strict, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    AllowInfNan,
+    BaseModel,
+    BeforeValidator,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+)
 from pydantic import create_model as _create_model
 
 from deeplsm.exceptions import DeepLSMError
@@ -73,14 +81,9 @@ class Describe:
         self.text = text
 
 
-def OneOrMore(item: Any, what: str | None = None) -> Any:
+def OneOrMore(item: Any) -> Any:
     """A list of distinct ``item`` values; a single string is read as a one-item list."""
-    from pydantic import AfterValidator
-
-    meta: list = [BeforeValidator(_listify), AfterValidator(_unique)]
-    if what is not None:
-        meta.append(Describe(what))
-    return Annotated[(list[item], *meta)]
+    return Annotated[list[item], BeforeValidator(_listify), AfterValidator(_unique)]
 
 
 # --- the shared ranges ---------------------------------------------------------------------------
