@@ -105,11 +105,11 @@ def test_estimator_contract(data):
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    ({"C": 0}, "C must be a positive"),
-    ({"gamma": -1}, "gamma must be a positive"),
+    ({"C": 0}, r"C = 0: must be a number > 0"),
+    ({"gamma": -1}, r"gamma = -1: must be a number > 0"),
     ({"volume_correction": "x"}, "volume_correction must be one of"),
     ({"correction": "fwe", "n_permutations": 0}, "needs n_permutations"),
-    ({"cv": 1}, "cv must be"),
+    ({"cv": 1}, r"cv = 1: must be an integer >= 2, or None"),
     ({"min_subjects": 0.99}, "no voxel is lesioned"),
 ])
 def test_bad_parameters(data, kwargs, match):

@@ -265,8 +265,8 @@ def test_estimator_contract(X, rng):
     ({"test": "anova"}, "test must be one of"),
     ({"tail": "both"}, "tail must be one of"),
     ({"correction": "fwe", "n_permutations": 0}, "needs n_permutations > 0"),
-    ({"n_permutations": -1}, "n_permutations must be"),
-    ({"alpha": 1.5}, "alpha must be in"),
+    ({"n_permutations": -1}, r"n_permutations = -1: must be an integer >= 0"),
+    ({"alpha": 1.5}, r"alpha = 1.5: must be a number > 0 and < 1"),
     ({"cfwer_v": 0}, "cfwer_v"),
     ({"min_subjects": 39}, "no voxel is lesioned in at least 39"),
 ])

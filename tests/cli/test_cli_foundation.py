@@ -61,7 +61,7 @@ def test_simulate_bad_option(capsys, synth_dir, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["simulate", "--lesions", str(synth_dir), "--roi-size", "0", "--out", str(tmp_path / "x")])
     assert exc.value.code == 2
-    assert "positive integer" in capsys.readouterr().err
+    assert "argument --roi-size: must be an integer >= 1, got '0'" in capsys.readouterr().err
 
 
 

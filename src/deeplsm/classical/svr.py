@@ -14,6 +14,16 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from deeplsm._docs import fill_doc
+from deeplsm._schema import (
+    CVFolds,
+    MinSubjects,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OpenUnitFloat,
+    PositiveFloat,
+    PositiveInt,
+    check_param,
+)
 from deeplsm._utils import check_random_state, progress_disabled
 from deeplsm.classical import _stats as S
 from deeplsm.classical._common import (
@@ -132,22 +142,16 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         check_choice("volume_correction", self.volume_correction, VOLUME_CORRECTIONS)
         check_choice("tail", self.tail, S.TAILS)
         check_choice("correction", self.correction, CORRECTIONS)
-        for name in ("C", "gamma"):
-            v = getattr(self, name)
-            if not (isinstance(v, int | float | np.number) and v > 0):
-                raise DeepLSMError(f"{name} must be a positive number, got {v!r}")
-        if not (isinstance(self.epsilon, int | float | np.number) and self.epsilon >= 0):
-            raise DeepLSMError(f"epsilon must be >= 0, got {self.epsilon!r}")
-        if not (isinstance(self.n_permutations, int | np.integer) and self.n_permutations >= 0):
-            raise DeepLSMError(f"n_permutations must be an integer >= 0, got {self.n_permutations!r}")
+        check_param("C", self.C, PositiveFloat)
+        check_param("gamma", self.gamma, PositiveFloat)
+        check_param("epsilon", self.epsilon, NonNegativeFloat)
+        check_param("min_subjects", self.min_subjects, MinSubjects)
+        check_param("n_permutations", self.n_permutations, NonNegativeInt)
         if self.correction != "none" and self.n_permutations == 0:
             raise DeepLSMError(f"correction={self.correction!r} needs n_permutations > 0")
-        if not 0 < float(self.alpha) < 1:
-            raise DeepLSMError(f"alpha must be in (0, 1), got {self.alpha}")
-        if not (isinstance(self.cfwer_v, int | np.integer) and self.cfwer_v >= 1):
-            raise DeepLSMError(f"cfwer_v must be an integer >= 1, got {self.cfwer_v!r}")
-        if self.cv is not None and not (isinstance(self.cv, int | np.integer) and self.cv >= 2):
-            raise DeepLSMError(f"cv must be None or an integer >= 2, got {self.cv!r}")
+        check_param("alpha", self.alpha, OpenUnitFloat)
+        check_param("cfwer_v", self.cfwer_v, PositiveInt)
+        check_param("cv", self.cv, CVFolds | None)
 
     def _features(self, data: np.ndarray) -> sparse.csr_matrix:
         """Tested voxels as a sparse (n_subjects, n_voxels) matrix, rows unit-norm under DTLVC.

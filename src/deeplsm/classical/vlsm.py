@@ -9,6 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from deeplsm._docs import fill_doc
+from deeplsm._schema import MinSubjects, NonNegativeInt, OpenUnitFloat, PositiveInt, check_param
 from deeplsm._utils import check_random_state, progress_disabled
 from deeplsm.classical import _stats as S
 from deeplsm.classical._common import (
@@ -125,12 +126,10 @@ class MassUnivariateLSM(BaseEstimator):
         check_choice("tail", self.tail, S.TAILS)
         check_choice("volume_correction", self.volume_correction, VOLUME_CORRECTIONS)
         check_choice("correction", self.correction, CORRECTIONS)
-        if not (isinstance(self.n_permutations, int | np.integer) and self.n_permutations >= 0):
-            raise DeepLSMError(f"n_permutations must be an integer >= 0, got {self.n_permutations!r}")
-        if not 0 < float(self.alpha) < 1:
-            raise DeepLSMError(f"alpha must be in (0, 1), got {self.alpha}")
-        if not (isinstance(self.cfwer_v, int | np.integer) and self.cfwer_v >= 1):
-            raise DeepLSMError(f"cfwer_v must be an integer >= 1, got {self.cfwer_v!r}")
+        check_param("min_subjects", self.min_subjects, MinSubjects)
+        check_param("n_permutations", self.n_permutations, NonNegativeInt)
+        check_param("alpha", self.alpha, OpenUnitFloat)
+        check_param("cfwer_v", self.cfwer_v, PositiveInt)
         if self.correction in _NEEDS_PERMUTATIONS and self.n_permutations == 0:
             raise DeepLSMError(f"correction={self.correction!r} needs n_permutations > 0")
         if self.volume_correction in ("dtlvc", "both") and self.test != "regression":
@@ -150,8 +149,7 @@ class MassUnivariateLSM(BaseEstimator):
                     f"correction='cluster' needs a statistic with one null distribution "
                     f"(t, regression, liebermeister), not test={self.test!r}"
                 )
-            if not 0 < float(self.cluster_p) < 1:
-                raise DeepLSMError(f"cluster_p must be in (0, 1), got {self.cluster_p}")
+            check_param("cluster_p", self.cluster_p, OpenUnitFloat)
 
     def _engine(self, X, y, covariates):
         if self.test in ("t", "regression"):

@@ -3,46 +3,53 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
+
+from deeplsm._schema import (
+    AnyFloat,
+    CVFolds,
+    MinSubjects,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OpenUnitFloat,
+    PositiveFloat,
+    PositiveInt,
+    Seed,
+    UnitFloat,
+    VoxelsOrMm,
+    cli_type,
+    field_type,
+)
+
+#: ``type=`` callables for number options. Each checks one range of ``deeplsm._schema``, the
+#: same definition the study settings and the Python API use.
+positive_int = cli_type(PositiveInt)
+nonnegative_int = cli_type(NonNegativeInt)
+positive_float = cli_type(PositiveFloat)
+nonnegative_float = cli_type(NonNegativeFloat)
+finite_float = cli_type(AnyFloat)
+unit_float = cli_type(UnitFloat)  # (0, 1]: binarisation thresholds
+open_unit_float = cli_type(OpenUnitFloat)  # (0, 1): significance levels, p thresholds
+seed_int = cli_type(Seed)
+voxels_or_mm = cli_type(VoxelsOrMm)
+min_subjects = cli_type(MinSubjects)
+cv_folds = cli_type(CVFolds)
 
 
-def positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
+def hyperparameter(name: str) -> Callable[[str], Any]:
+    """``type=`` for the training hyperparameter ``name``, checked by ``deeplsm.train.Hyperparameters``.
 
+    The model is imported only when the option is given, so building the parser stays cheap.
+    """
 
-def nonnegative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
-    return v
+    def parse(text: str) -> Any:
+        from deeplsm.train._presets import Hyperparameters
 
+        return cli_type(field_type(Hyperparameters, name))(text)
 
-def positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {v}")
-    return v
-
-
-def unit_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
-    if not 0 < v <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {v}")
-    return v
+    parse.__name__ = name
+    return parse
 
 
 def comma_list(text: str) -> list[str]:

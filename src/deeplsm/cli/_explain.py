@@ -5,19 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from deeplsm.cli._common import comma_list, positive_float, positive_int
-
-
-def _size(text: str) -> str:
-    t = text.strip().lower()
-    num = t[:-2] if t.endswith("mm") else t
-    try:
-        ok = float(num) > 0 and (t.endswith("mm") or float(num) == int(float(num)))
-    except ValueError:
-        ok = False
-    if not ok:
-        raise argparse.ArgumentTypeError(f"expected voxels (e.g. 8) or mm (e.g. 12mm), got {text!r}")
-    return t
+from deeplsm.cli._common import comma_list, nonnegative_float, positive_int, seed_int, voxels_or_mm
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,8 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-subjects", type=positive_int, help="explain only the first N subjects")
     p.add_argument("--out", metavar="DIR", help="output folder (default RUN/maps)")
     g = p.add_argument_group("occlusion")
-    g.add_argument("--occlusion-window", type=_size, default="8", help="voxels, or mm as 12mm (default 8)")
-    g.add_argument("--occlusion-stride", type=_size, default="4", help="voxels, or mm as 6mm (default 4)")
+    g.add_argument("--occlusion-window", type=voxels_or_mm, default=8,
+                   help="voxels, or mm as 12mm (default 8)")
+    g.add_argument("--occlusion-stride", type=voxels_or_mm, default=4,
+                   help="voxels, or mm as 6mm (default 4)")
     g.add_argument("--occlusion-positive", action="store_true",
                    help="keep only the positive part of occlusion group maps")
     g.add_argument("--batch-size", type=positive_int, default=16, help="occluded volumes per forward pass")
@@ -47,8 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--nt-samples", type=positive_int,
                    help="wrap GradientSHAP in NoiseTunnel smoothgrad_sq with this many samples "
                    "(the paper: 10)")
-    g.add_argument("--stdevs", type=positive_float, default=0.1, help="NoiseTunnel noise SD")
-    g.add_argument("--seed", type=int, default=0, help="random seed for GradientSHAP")
+    g.add_argument("--stdevs", type=nonnegative_float, default=0.1, help="NoiseTunnel noise SD")
+    g.add_argument("--seed", type=seed_int, default=0, help="random seed for GradientSHAP")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 

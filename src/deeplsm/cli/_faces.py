@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from deeplsm.cli._common import comma_list, positive_float, positive_int
+from deeplsm.cli._common import comma_list, nonnegative_int, positive_float, positive_int, seed_int
 
 #: ``--quick``: a tiny synthetic run for tests and a first look (about a minute on 2 CPU cores).
 QUICK = {"n_images": 96, "image_size": 32, "epochs": 1, "n_explain": 1, "ig_steps": 8,
@@ -46,14 +46,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=positive_int, default=10, help="training epochs (default: 10)")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     p.add_argument("--batch-size", type=positive_int, default=16, help="batch size (default: 16, the paper)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random step (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of every random step (default: 0)")
     p.add_argument("--weights", metavar="PATH",
                    help="local torchvision ImageNet resnet18 state dict (nothing is downloaded)")
     e = p.add_argument_group("explanations")
     e.add_argument("--methods", type=comma_list, default=["ig", "gradshap", "occlusion"],
                    help="comma-separated subset of ig,gradshap,occlusion (default: all)")
     e.add_argument("--image", metavar="ID", help="image to explain (default: the first test image)")
-    e.add_argument("--n-explain", type=int, default=None, metavar="K",
+    e.add_argument("--n-explain", type=nonnegative_int, default=None, metavar="K",
                    help="test images to explain; localisation scores average over them "
                    "(default: 4 with --synthetic, else 1; 0 = none)")
     e.add_argument("--occlusion-window", type=positive_int, metavar="PX",

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deeplsm.cli._common import add_lesion_options, nonnegative_int, positive_float, positive_int
+from deeplsm.cli._common import (
+    add_lesion_options,
+    finite_float,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+    seed_int,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,14 +28,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="cube side in mm (rounded to whole voxels)")
     g.add_argument("--min-patients", type=positive_int, default=10,
                    help="every ROI voxel must be lesioned in at least this many subjects (default 10)")
-    g.add_argument("--noise", type=float, default=0.0,
+    g.add_argument("--noise", type=nonnegative_float, default=0.0,
                    help="Gaussian noise SD as a fraction of each score's SD (default 0)")
     g.add_argument("--weights", default=None, metavar="FILE",
                    help="CSV/whitespace matrix (n_scores x n_rois): each score mixes ROIs")
-    g.add_argument("--volume-weight", type=float, default=0.0,
+    g.add_argument("--volume-weight", type=finite_float, default=0.0,
                    help="lesion-volume confound in score-SD units per SD of log volume (default 0)")
     g.add_argument("--no-clip", action="store_true", help="do not clip scores to [0, 1]")
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

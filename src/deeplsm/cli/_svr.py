@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from deeplsm.cli._common import positive_float, positive_int
+from deeplsm.cli._common import cv_folds, nonnegative_float, positive_float, positive_int
 from deeplsm.cli._vlsm import add_common_options, load_inputs, write_outputs
 
 log = logging.getLogger("deeplsm")
@@ -20,11 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = p.add_argument_group("model")
     a.add_argument("--C", type=positive_float, default=30.0, help="box constraint (default: 30)")
     a.add_argument("--gamma", type=positive_float, default=5.0, help="RBF gamma (default: 5)")
-    a.add_argument("--epsilon", type=float, default=0.1, help="epsilon tube (default: 0.1)")
+    a.add_argument("--epsilon", type=nonnegative_float, default=0.1, help="epsilon tube (default: 0.1)")
     a.add_argument("--correction", choices=("none", "fwe", "cfwer"), default="none",
                    help="what thresholds the _thresholded map: voxelwise permutation p ('none', "
                    "default), max-beta FWE or CFWER")
-    a.add_argument("--cv", type=positive_int, metavar="K",
+    a.add_argument("--cv", type=cv_folds, metavar="K",
                    help="choose C and gamma by K-fold cross-validation first")
     a.add_argument("--n-jobs", type=positive_int, default=1, help="processes for permuted refits")
     p.set_defaults(func=run)
@@ -32,10 +32,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from deeplsm.classical import SVRLSM
-    from deeplsm.exceptions import DeepLSMError
-
-    if args.cv is not None and args.cv < 2:
-        raise DeepLSMError(f"--cv must be at least 2, got {args.cv}")
     cohort, scores, cov = load_inputs(args)
     fitted = {}
     for i, name in enumerate(scores.columns):

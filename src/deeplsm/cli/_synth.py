@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from deeplsm.cli._common import nonnegative_int, positive_float, positive_int
+from deeplsm.cli._common import positive_float, positive_int, seed_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--voxel-size", type=positive_float, default=None, metavar="MM",
                    help="isotropic voxel size in mm of the MNI brain-box grid (default: the "
                    "paper's 1.667 mm)")
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
     p.add_argument("--out", required=True, help="output folder (replaced atomically)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

@@ -7,7 +7,15 @@ import logging
 import sys
 from pathlib import Path
 
-from deeplsm.cli._common import add_lesion_options, comma_list, load_lesions_from_args, positive_int
+from deeplsm.cli._common import (
+    add_lesion_options,
+    comma_list,
+    hyperparameter,
+    load_lesions_from_args,
+    nonnegative_int,
+    positive_int,
+    seed_int,
+)
 from deeplsm.exceptions import DeepLSMError
 
 log = logging.getLogger("deeplsm")
@@ -40,21 +48,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--preset", choices=("fast", "paper"), default="fast",
                    help="'fast': CPU-friendly AdamW + one-cycle; 'paper': Adam 1e-5 → 1e-6 after "
                    "epoch 100, batch 4 (default: fast)")
-    t.add_argument("--seed", type=int, default=0, help="seed of the split, weights and batch order")
-    t.add_argument("--epochs", type=positive_int, help="override the preset's number of epochs")
-    t.add_argument("--batch-size", type=positive_int, help="override the preset's batch size")
-    t.add_argument("--lr", type=float, help="override the preset's (peak) learning rate")
-    t.add_argument("--mixup", type=float, metavar="ALPHA",
+    t.add_argument("--seed", type=seed_int, default=0, help="seed of the split, weights and batch order")
+    t.add_argument("--epochs", type=hyperparameter("max_epochs"),
+                   help="override the preset's number of epochs")
+    t.add_argument("--batch-size", type=hyperparameter("batch_size"), help="override the preset's batch size")
+    t.add_argument("--lr", type=hyperparameter("lr"), help="override the preset's (peak) learning rate")
+    t.add_argument("--mixup", type=hyperparameter("mixup_alpha"), metavar="ALPHA",
                    help="mixup with Beta(ALPHA, ALPHA) weights (regression outputs only)")
     t.add_argument("--precision", choices=("32-true", "bf16-mixed", "16-mixed"),
                    help="override the preset's precision")
     t.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="channels_last_3d memory format")
-    t.add_argument("--early-stopping", type=positive_int, metavar="PATIENCE",
+    t.add_argument("--early-stopping", type=hyperparameter("early_stopping_patience"), metavar="PATIENCE",
                    help="stop when the validation loss has not improved for PATIENCE epochs")
     t.add_argument("--folds", type=positive_int, metavar="K",
                    help="use one fold of a seeded K-fold split (test = fold, val = next fold)")
-    t.add_argument("--fold", type=int, default=0, help="which fold, 0..K-1 (with --folds)")
+    t.add_argument("--fold", type=nonnegative_int, default=0, help="which fold, 0..K-1 (with --folds)")
     t.add_argument("--weights", metavar="PTH", help="local MedicalNet resnet_10 checkpoint to start from")
     d = p.add_argument_group("hardware and logging")
     d.add_argument("--accelerator", default="auto", help="Lightning accelerator (default: auto)")
@@ -102,11 +111,12 @@ def run(args: argparse.Namespace) -> int:
 
         names = [parse_output(o)[0] for o in args.outputs]
     scores = load_scores(args.scores, cohort.subject_ids, columns=names)
-    overrides = {
+    given = {
         "max_epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "mixup_alpha": args.mixup, "precision": args.precision, "channels_last": args.channels_last,
         "early_stopping_patience": args.early_stopping,
     }
+    overrides = {k: v for k, v in given.items() if v is not None}  # options left out keep the preset
     try:
         train_run(
             out, cohort, scores, outputs=args.outputs, mode=args.mode, preset=args.preset,

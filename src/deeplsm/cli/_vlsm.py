@@ -10,24 +10,14 @@ from deeplsm.cli._common import (
     add_lesion_options,
     comma_list,
     load_lesions_from_args,
+    min_subjects,
     nonnegative_int,
+    open_unit_float,
     positive_int,
-    unit_float,
+    seed_int,
 )
 
 log = logging.getLogger("deeplsm")
-
-
-def min_subjects_type(text: str) -> int | float:
-    """``10`` (a count) or ``0.1`` (a fraction of the subjects)."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a count or a fraction, got {text!r}") from None
-    if not v > 0 or (v >= 1 and v != int(v)):
-        raise argparse.ArgumentTypeError(
-            f"expected a whole count >= 1 or a fraction in (0, 1), got {text}")
-    return int(v) if v >= 1 else v
 
 
 def add_common_options(p: argparse.ArgumentParser, volume_default: str) -> None:
@@ -44,17 +34,17 @@ def add_common_options(p: argparse.ArgumentParser, volume_default: str) -> None:
     a.add_argument("--volume-correction", choices=("none", "score", "dtlvc", "both"),
                    default=volume_default,
                    help=f"lesion-volume control (default: {volume_default})")
-    a.add_argument("--min-subjects", type=min_subjects_type, default=10, metavar="N|FRACTION",
+    a.add_argument("--min-subjects", type=min_subjects, default=10, metavar="N|FRACTION",
                    help="test voxels lesioned (and spared) in at least N subjects, or in this "
                    "fraction of them (default: 10)")
     a.add_argument("--tail", choices=("two-sided", "greater", "less"), default="two-sided",
                    help="'greater': lesioned subjects score higher; 'less': lower")
     a.add_argument("--permutations", type=nonnegative_int, default=1000, metavar="N",
                    help="score permutations for FWE/CFWER (0: none; default: 1000)")
-    a.add_argument("--alpha", type=unit_float, default=0.05, help="significance level (default: 0.05)")
+    a.add_argument("--alpha", type=open_unit_float, default=0.05, help="significance level (default: 0.05)")
     a.add_argument("--cfwer-v", type=positive_int, default=1, metavar="V",
                    help="CFWER: tolerate up to V-1 false positive voxels (default 1 = FWE)")
-    a.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    a.add_argument("--seed", type=seed_int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -94,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--correction", choices=("none", "fdr", "bonferroni", "fwe", "cfwer", "cluster"),
                    default=None, help="what thresholds the _thresholded map (default: fwe with "
                    "permutations, fdr without)")
-    a.add_argument("--cluster-p", type=unit_float, default=0.001,
+    a.add_argument("--cluster-p", type=open_unit_float, default=0.001,
                    help="cluster-forming uncorrected p for --correction cluster (default: 0.001)")
     a.add_argument("--no-patches", action="store_true",
                    help="test every voxel, not each distinct lesion pattern once")

@@ -1,9 +1,13 @@
-"""Write ``report.html`` (self-contained: figures embedded as base64 PNG) and ``README.txt``."""
+"""Write ``report.html`` (self-contained: figures embedded as base64 PNG) and ``README.txt``.
+
+The page is ``templates/study_report.html`` rendered by Jinja2 with autoescaping: this module
+computes the numbers, table rows and figures, the template lays them out. A table is a dict
+``{"header": [...], "rows": [[cell, ...], ...], "best": {column: row}}``; a cell is plain text
+(escaped) or :class:`markupsafe.Markup` built with ``Markup(...).format(...)``.
+"""
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import logging
 from pathlib import Path
@@ -13,6 +17,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from deeplsm._html import Markup, img_src, render
 from deeplsm._utils import atomic_path
 from deeplsm.report import _figures as figs
 
@@ -47,8 +52,12 @@ img{max-width:100%}pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font-size
 """
 
 
-def _img_tag(png: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+def _figure(png: bytes, alt: str) -> dict:
+    return {"alt": alt, "src": img_src(png)}
+
+
+def _paper(text: str) -> Markup:
+    return Markup('<span class="paper">{}</span>').format(text)
 
 
 def _fmt(v, digits: int = 3) -> str:
@@ -59,23 +68,18 @@ def _fmt(v, digits: int = 3) -> str:
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
-def _table(header: list[str], rows: list[list[str]], best_cols: dict[int, int] | None = None) -> str:
-    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
-    for r, row in enumerate(rows):
-        cells = []
-        for c, cell in enumerate(row):
-            cls = ' class="best"' if best_cols and best_cols.get(c) == r else ""
-            cells.append(f"<td{cls}>{cell}</td>")
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    return "".join(out) + "</table>"
+def _table(header: list[str], rows: list[list], best_cols: dict[int, int] | None = None,
+           title: str | None = None) -> dict:
+    """A table for the template; ``best_cols`` maps a column to the row shown in bold."""
+    return {"title": title, "header": header, "rows": rows, "best": best_cols or {}}
 
 
 def _score_names(study: Study) -> list[str]:
     return list(pd.read_csv(study.sim_dir / "scores.csv", nrows=0).columns[1:])
 
 
-def _reading(metrics: dict, outputs: list[str]) -> str:
-    """A short plain-language reading: best localiser per score and its margin."""
+def _reading(metrics: dict, outputs: list[str]) -> list[Markup]:
+    """A short plain-language reading: best localiser per score and its margin (list items)."""
     loc = metrics.get("localization", {})
     items = []
     for name in outputs:
@@ -84,7 +88,7 @@ def _reading(metrics: dict, outputs: list[str]) -> str:
         if not ranked:
             continue
         best_v, best = ranked[0]
-        text = f"<b>{html.escape(name)}</b>: best localised by <b>{best}</b> (PR-AUC {best_v:.3f}"
+        text = Markup("<b>{}</b>: best localised by <b>{}</b> (PR-AUC {:.3f}").format(name, best, best_v)
         if len(ranked) > 1:
             text += f"; next {ranked[1][1]} {ranked[1][0]:.3f}, margin {best_v - ranked[1][0]:+.3f}"
         text += ")"
@@ -94,15 +98,15 @@ def _reading(metrics: dict, outputs: list[str]) -> str:
         prev = loc[best][name].get("prevalence")
         if prev:
             text += f"; a random map would score {prev:.4f}"
-        items.append(f"<li>{text}.</li>")
+        items.append(text + ".")
     for mode, per in metrics.get("prediction", {}).items():
         r2 = [per[n]["r2_pearson"] for n in outputs if n in per and per[n]["r2_pearson"] is not None]
         if r2:
             ok = all(v >= 0.9 for v in r2)
-            items.append(f"<li>{mode}-output CNN: squared Pearson r "
+            items.append(Markup("{}-output CNN: squared Pearson r ").format(mode)
                          + ", ".join(f"{v:.2f}" for v in r2)
-                         + (" — all ≥ 0.9." if ok else " — not all reach 0.9.") + "</li>")
-    return '<ul class="reading">' + "".join(items) + "</ul>"
+                         + (" — all ≥ 0.9." if ok else " — not all reach 0.9."))
+    return items
 
 
 def write_report(study: Study, metrics: dict) -> Path:
@@ -111,11 +115,9 @@ def write_report(study: Study, metrics: dict) -> Path:
     outputs = _score_names(study)
     cohort = study.load_cohort()
     scores = pd.read_csv(study.sim_dir / "scores.csv", index_col=0)
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>deeplsm study report</title>",
-             f"<style>{CSS}</style></head><body><h1>deeplsm study report</h1>",
-             f"<p>{cohort.n_subjects} subjects on a {'×'.join(map(str, cohort.shape))} grid at "
-             f"{cohort.voxel_size[0]:.3g} mm; scores: {', '.join(outputs)}.</p>"]
-    parts.append("<h2>Reading</h2>" + _reading(metrics, outputs))
+    page: dict = {"css": CSS, "n_subjects": cohort.n_subjects,
+                  "shape": "×".join(map(str, cohort.shape)), "voxel_size": f"{cohort.voxel_size[0]:.3g}",
+                  "outputs": outputs, "reading": _reading(metrics, outputs)}
 
     truth = study.truth_path
     sim_json = study.sim_dir / "simulation.json"
@@ -126,22 +128,24 @@ def write_report(study: Study, metrics: dict) -> Path:
                       for k in range(1, int(lab.max()) + 1)]
     labels_img = nib.load(truth) if truth is not None else None
 
-    parts.append("<h2>Cohort and scores (Figs. 2–4)</h2>")
+    cohort_figs = []
     if labels_img is not None:
-        parts.append(_img_tag(figs.frequency_figure(cohort.to_img(cohort.frequency_map(), np.float32),
-                                                    labels_img, centres_mm), "frequency map"))
-    parts.append(_img_tag(figs.score_histograms(scores), "score distributions"))
+        cohort_figs.append(_figure(figs.frequency_figure(
+            cohort.to_img(cohort.frequency_map(), np.float32), labels_img, centres_mm), "frequency map"))
+    cohort_figs.append(_figure(figs.score_histograms(scores), "score distributions"))
     if labels_img is not None:
         best = scores.sum(axis=1).idxmax()
         i = cohort.subject_ids.index(best)
-        parts.append(_img_tag(figs.example_subject_figure(
+        cohort_figs.append(_figure(figs.example_subject_figure(
             cohort.to_img(cohort.data[i], np.float32), labels_img, centres_mm,
             scores.loc[best].to_dict(), best), "example subject"))
+    page["cohort_figures"] = cohort_figs
 
     pred = metrics.get("prediction", {})
+    page["prediction"] = None
     if pred:
-        parts.append("<h2>Prediction (Tables IV–V, Figs. A.1–A.2)</h2>")
         modes = list(pred)
+        tables = []
         rows = []
         for k, name in enumerate(outputs):
             row = [name]
@@ -149,10 +153,10 @@ def write_report(study: Study, metrics: dict) -> Path:
                 row.append(_fmt(pred[mode].get(name, {}).get("mse"), 4))
             for mode in modes:
                 p = PAPER["mse"].get(mode)
-                row.append(f'<span class="paper">{p[k]:.4f}</span>' if p and k < 3 else "–")
+                row.append(_paper(f"{p[k]:.4f}") if p and k < 3 else "–")
             rows.append(row)
-        parts.append("<h3>MSE (Table IV)</h3>" + _table(
-            ["score", *[f"{m}" for m in modes], *[f"paper {m}" for m in modes]], rows))
+        tables.append(_table(["score", *[f"{m}" for m in modes], *[f"paper {m}" for m in modes]], rows,
+                             title="MSE (Table IV)"))
         rows = []
         for k, name in enumerate(outputs):
             row = [name]
@@ -163,31 +167,26 @@ def write_report(study: Study, metrics: dict) -> Path:
                 row.append(_fmt(pred[mode].get(name, {}).get("r2"), 3))
             for mode in modes:
                 p = PAPER["r2_pearson"].get(mode)
-                row.append(f'<span class="paper">{p[k]:.2f}</span>' if p and k < 3 else "–")
+                row.append(_paper(f"{p[k]:.2f}") if p and k < 3 else "–")
             rows.append(row)
-        parts.append("<h3>Squared Pearson r with p-value, and R² (Table V)</h3>" + _table(
-            ["score", *[f"{m} r² (p)" for m in modes], *[f"{m} R²" for m in modes],
-             *[f"paper {m}" for m in modes]], rows))
+        tables.append(_table(["score", *[f"{m} r² (p)" for m in modes], *[f"{m} R²" for m in modes],
+                              *[f"paper {m}" for m in modes]], rows,
+                             title="Squared Pearson r with p-value, and R² (Table V)"))
+        curves = []
         for mode in modes:
             lc = study.run_dir(mode) / "learning_curves.png"
             if lc.exists():
-                parts.append(f"<h3>Learning curves: {mode} (Fig. A.1)</h3>"
-                             + _img_tag(lc.read_bytes(), f"learning curves {mode}"))
+                curves.append({"mode": mode, **_figure(lc.read_bytes(), f"learning curves {mode}")})
         preds = {m: pd.read_csv(study.run_dir(m) / "predictions.csv") for m in modes
                  if (study.run_dir(m) / "predictions.csv").exists()}
-        if preds:
-            parts.append("<h3>Predicted against true, test split (Fig. A.2)</h3>"
-                         + _img_tag(figs.prediction_scatter(preds, outputs), "predicted vs true"))
+        scatter = _figure(figs.prediction_scatter(preds, outputs), "predicted vs true") if preds else None
+        page["prediction"] = {"tables": tables, "learning_curves": curves, "scatter": scatter}
 
     loc = metrics.get("localization", {})
+    page["localization"] = None
     if loc:
-        parts.append("<h2>Localisation (Tables VI–VII, Figs. 7 and 9)</h2>")
-        parts.append("<p>Every map is compared with the binary ROI of its score inside the MNI152 "
-                     "brain mask. CNN maps: test-set sum of attributions (positive part for IG and "
-                     "GradientSHAP), normalised to [0, 1]. VLSM: positive part of the t-map; SVR-LSM: "
-                     "positive part of the beta map; both fitted on the CNN's train + validation "
-                     "subjects. Bold: best per score. Grey: the paper's values.</p>")
         methods = list(loc)
+        tables = []
         for key, title in (("pr_auc", "PR-AUC (Table VI)"), ("average_precision", "Average precision"),
                            ("cdc", "Continuous Dice (Table VII)"), ("dice_best", "Best-F1 Dice"),
                            ("peak_distance_mm", "Peak distance to ROI centre (mm)"),
@@ -200,8 +199,7 @@ def write_report(study: Study, metrics: dict) -> Path:
                     row.append(_fmt(x, 3 if "distance" not in key else 1))
                     v.append(x)
                 if key in PAPER and method in PAPER[key]:
-                    row.append('<span class="paper">' + " / ".join(f"{p:.3f}" for p in PAPER[key][method])
-                               + "</span>")
+                    row.append(_paper(" / ".join(f"{p:.3f}" for p in PAPER[key][method])))
                 elif key in PAPER:
                     row.append("–")
                 rows.append(row)
@@ -214,25 +212,22 @@ def write_report(study: Study, metrics: dict) -> Path:
                     pick = min(col, key=lambda t: t[1]) if lower_better else max(col, key=lambda t: t[1])
                     best[j + 1] = pick[0]
             header = ["method", *outputs] + (["paper (1/2/3)"] if key in PAPER else [])
-            parts.append(f"<h3>{title}</h3>" + _table(header, rows, best))
+            tables.append(_table(header, rows, best, title=title))
+        maps = None
         if labels_img is not None:
             map_paths = _map_paths(study)
             if map_paths:
-                parts.append("<h3>Group maps at the ROI-centre coronal slices (Fig. 7)</h3>"
-                             + _img_tag(figs.maps_figure(map_paths, labels_img, centres_mm, outputs),
-                                        "group maps"))
+                maps = _figure(figs.maps_figure(map_paths, labels_img, centres_mm, outputs), "group maps")
         ev = json.loads((out / "evaluation.json").read_text())["results"]
-        parts.append("<h3>Precision-recall curves (Fig. 9)</h3>" + _img_tag(figs.pr_figure(ev, outputs),
-                                                                          "PR curves"))
+        page["localization"] = {"tables": tables, "maps": maps,
+                                "pr": _figure(figs.pr_figure(ev, outputs), "PR curves")}
 
-    parts.append("<h2>Timings</h2>" + _table(
-        ["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in metrics.get("timings_s", {}).items()]))
-    parts.append("<h2>Configuration</h2><pre>" + html.escape(json.dumps(study.config, indent=2))
-                 + "</pre>")
-    parts.append("<h2>Versions</h2><pre>" + html.escape(json.dumps(metrics.get("versions", {}), indent=2))
-                 + "</pre></body></html>")
+    page["timings"] = _table(["stage", "seconds"],
+                             [[k, f"{v:.1f}"] for k, v in metrics.get("timings_s", {}).items()])
+    page["config"] = json.dumps(study.config, indent=2)
+    page["versions"] = json.dumps(metrics.get("versions", {}), indent=2)
     with atomic_path(out / "report.html") as tmp:
-        tmp.write_text("".join(parts))
+        tmp.write_text(render("study_report.html", **page), encoding="utf-8")
     with atomic_path(out / "README.txt") as tmp:
         tmp.write_text(README_TXT)
     return out / "report.html"

@@ -12,9 +12,34 @@ import numpy as np
 from scipy import ndimage
 
 from deeplsm._docs import fill_doc
+from deeplsm._schema import AnyFloat, NonNegativeFloat, PositiveFloat, PositiveInt, check_param
 from deeplsm._utils import check_random_state
 from deeplsm.cohort import LesionCohort
 from deeplsm.exceptions import DeepLSMError
+
+
+def roi_side_voxels(shape: tuple[int, ...], voxel_size, *, roi_size: int | None = 8,
+                    roi_size_mm: float | None = None, prefix: str = "") -> int:
+    """The ROI cube side in voxels, checked against the grid.
+
+    ``roi_size`` voxels, or ``roi_size_mm`` rounded to whole voxels when given; the cube must be
+    smaller than every side of the ``shape`` grid. ``prefix`` goes before the names in errors.
+    """
+    if roi_size_mm is not None:
+        key, value = "roi_size_mm", check_param(f"{prefix}roi_size_mm", roi_size_mm, PositiveFloat)
+        side = max(1, round(value / float(np.mean(voxel_size))))
+    elif roi_size is None:
+        raise DeepLSMError(f"give {prefix}roi_size (voxels) or {prefix}roi_size_mm")
+    else:
+        key, value = "roi_size", check_param(f"{prefix}roi_size", roi_size, PositiveInt)
+        side = value
+    limit = min(int(v) for v in shape[:3]) - 1
+    if side > limit:
+        grid = "x".join(str(int(v)) for v in shape[:3])
+        got = f"{side} voxels; " if key == "roi_size_mm" else ""
+        raise DeepLSMError(f"{prefix}{key} = {value!r}: {got}the cube side must be from 1 to "
+                           f"{limit} voxels, smaller than the {grid} analysis grid")
+    return side
 
 
 def _cube_slices(centre: tuple[int, ...], size: int) -> tuple[slice, ...]:
@@ -53,12 +78,9 @@ def select_roi_centres(
     list of tuple of int
         Voxel centres, in selection order.
     """
-    if n_rois < 1:
-        raise DeepLSMError(f"n_rois must be at least 1, got {n_rois}")
-    if roi_size < 1:
-        raise DeepLSMError(f"roi_size must be at least 1 voxel, got {roi_size}")
-    if min_patients < 1:
-        raise DeepLSMError(f"min_patients must be at least 1, got {min_patients}")
+    n_rois = check_param("n_rois", n_rois, PositiveInt)
+    roi_size = roi_side_voxels(frequency.shape, (1.0, 1.0, 1.0), roi_size=roi_size)
+    min_patients = check_param("min_patients", min_patients, PositiveInt)
     rng = check_random_state(random_state)
     common = frequency >= min_patients
     allowed = ndimage.binary_erosion(common, structure=np.ones((roi_size,) * 3, dtype=bool),
@@ -167,9 +189,8 @@ def simulate_scores(
         lv = np.log1p(np.asarray(volumes, dtype=np.float64))
         z = (lv - lv.mean()) / (lv.std() + 1e-12)
         scores = scores + volume_weight * sd * z[:, None]
+    noise = check_param("noise", noise, NonNegativeFloat)
     if noise:
-        if noise < 0:
-            raise DeepLSMError(f"noise must be >= 0, got {noise}")
         scores = scores + rng.normal(0.0, 1.0, scores.shape) * (noise * sd)
     if clip:
         scores = np.clip(scores, 0.0, 1.0)
@@ -228,10 +249,11 @@ def simulate(
     -------
     Simulation
     """
-    if roi_size_mm is not None:
-        roi_size = max(1, round(roi_size_mm / float(np.mean(cohort.voxel_size))))
-    if roi_size is None:
-        raise DeepLSMError("give roi_size (voxels) or roi_size_mm")
+    roi_size = roi_side_voxels(cohort.shape, cohort.voxel_size, roi_size=roi_size,
+                               roi_size_mm=roi_size_mm)
+    n_rois = check_param("n_rois", n_rois, PositiveInt)
+    noise = check_param("noise", noise, NonNegativeFloat)
+    volume_weight = check_param("volume_weight", volume_weight, AnyFloat)
     rng = np.random.default_rng(random_state)
     centres = select_roi_centres(cohort.frequency_map(), n_rois=n_rois, roi_size=int(roi_size),
                                  min_patients=min_patients, random_state=rng)

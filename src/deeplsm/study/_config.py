@@ -1,99 +1,212 @@
-"""Study configuration: one TOML file describing every stage, with defaults and validation."""
+"""Study configuration: one TOML file describing every stage, checked against one typed schema.
+
+Adding a setting
+----------------
+Every setting is ONE line in its section class below, ``name: Type = default  # comment``; for
+example ``scenario: Literal["roi", "network"] = "roi"`` in :class:`ScoresSettings`. The type is
+the check (``PositiveInt``, ``Int(ge=10)``, ``Float(gt=0)``, ``Literal[...]``, ``X | None``, from
+``deeplsm._schema``), :data:`DEFAULTS` and the error messages are derived from it, and the
+rest of the code keeps reading plain dicts, ``cfg["section"]["key"]``. A new name in a set of
+methods is one more string in that ``Literal``. Checks between settings of one section go in its
+``_check`` method (raise ``SettingError``); checks that need the analysis grid go in
+:func:`check_grid`.
+
+Every bad value is one line naming the key, the value and the allowed range, e.g.
+``models.overrides.max_epochs = -1: must be an integer >= 1``, raised by :func:`make_config`
+(and again by ``run_study``, which re-checks the dict it is given) before any stage runs.
+"""
 
 from __future__ import annotations
 
-import copy
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
+
+from deeplsm._schema import (
+    AnyFloat,
+    Int,
+    MinSubjects,
+    NonEmptyStr,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OneOrMore,
+    PathStr,
+    PositiveFloat,
+    PositiveInt,
+    Seed,
+    SettingError,
+    StrictBool,
+    UnitFloat,
+    VoxelsOrMm,
+    check_model,
+)
+from deeplsm.classical._common import VOLUME_CORRECTIONS
+from deeplsm.classical.vlsm import TESTS as VLSM_TESTS
+from deeplsm.cohort import Grid
 from deeplsm.exceptions import DeepLSMError
-
-#: Every key a study understands, with its default. A TOML file overrides any subset.
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "cohort": {
-        "source": "synthetic",  # "synthetic" or a lesion path (folder, glob, table, cache)
-        "n_subjects": 822,  # synthetic only
-        "voxel_size": 3.3,  # analysis grid (MNI brain box); None with grid="native" keeps it
-        "grid": None,  # "paper", "mni", "native" or None
-        "threshold": None,
-        "seed": 0,
-    },
-    "scores": {
-        "source": "simulate",  # "simulate" or a CSV/TSV path
-        "columns": None,  # CSV only: which score columns
-        "truth": None,  # CSV only: a ROI label image (label k <-> k-th score) to score maps
-        "n_rois": 3,
-        "roi_size": 4,  # voxels of the analysis grid (13.2 mm at 3.3 mm, the paper's 8 x 1.67)
-        "roi_size_mm": None,
-        "min_patients": 10,
-        "noise": 0.0,
-        "weights": None,  # n_scores x n_rois matrix
-        "volume_weight": 0.0,
-        "seed": 0,
-    },
-    "models": {
-        "modes": ["multi", "single"],
-        "preset": "fast",
-        "seed": 0,
-        "overrides": {},  # hyperparameters for every model
-        "single_overrides": {},  # extra hyperparameters for single-output models
-        "weights": None,  # a local MedicalNet checkpoint
-        "devices": "auto",
-        "strategy": "auto",
-        "threads": None,  # torch CPU threads (None: one per core)
-    },
-    "explain": {
-        "methods": ["ig", "gradshap", "occlusion"],
-        "subjects": "test",
-        "max_subjects": None,  # explain only this many test subjects (time budget)
-        "n_steps": 32,  # IG
-        "internal_batch_size": 8,
-        "n_samples": 8,  # GradientSHAP
-        "nt_samples": None,  # NoiseTunnel smoothgrad_sq samples (None: no tunnel)
-        "stdevs": 0.1,
-        "window": 4,  # occlusion, voxels (or "13mm")
-        "stride": 2,
-        "occlusion_positive": True,  # positive part, as for IG/GS (zero stays zero)
-        "seed": 0,
-    },
-    "classical": {
-        "methods": ["vlsm", "svr"],
-        "subjects": "trainval",  # the subjects the CNN learned from (fair), or "all"
-        "vlsm_test": "t",
-        "volume_correction": "none",
-        "svr_volume_correction": "dtlvc",
-        "min_subjects": 10,
-        "permutations": 1000,
-        "svr_permutations": 0,
-        "C": 30.0,
-        "gamma": 5.0,
-        "seed": 0,
-    },
-}
+from deeplsm.train._presets import PRESETS, HyperparameterOverrides
 
 
-def _merge(base: dict, override: dict, where: str) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if key not in base:
-            raise DeepLSMError(
-                f"unknown setting {where}.{key}; known: {', '.join(sorted(base))}"
-            )
-        out[key] = value
-    return out
+def vlsm_params(c: dict) -> dict:
+    """``MassUnivariateLSM`` parameters from the ``classical`` section (seed aside)."""
+    return {"test": c["vlsm_test"], "volume_correction": c["volume_correction"],
+            "min_subjects": c["min_subjects"], "n_permutations": c["permutations"],
+            "correction": "fwe" if c["permutations"] else "fdr"}
+
+
+def svr_params(c: dict) -> dict:
+    """``SVRLSM`` parameters from the ``classical`` section (seed aside)."""
+    return {"C": c["C"], "gamma": c["gamma"], "volume_correction": c["svr_volume_correction"],
+            "min_subjects": c["min_subjects"], "n_permutations": c["svr_permutations"]}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def _check(self) -> None:
+        """Checks between this section's settings (raise ``SettingError``)."""
+
+    @model_validator(mode="after")
+    def _run_check(self):
+        self._check()
+        return self
+
+
+class CohortSettings(_Section):
+    source: PathStr = "synthetic"  # "synthetic" or a lesion path (folder, glob, table, cache)
+    n_subjects: Int(ge=10) = 822  # synthetic only
+    voxel_size: PositiveFloat | None = 3.3  # mm, MNI brain box; unset with grid "paper"/"native": None
+    grid: Literal["paper", "mni", "native"] | None = None  # "native": the lesions' own grid
+    threshold: UnitFloat | None = None  # binarise probabilistic maps at >= threshold
+    seed: Seed = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _grid_voxel_size(cls, data: Any) -> Any:
+        # grid = "paper" alone means the paper's 1.667 mm and "native" the lesions' own voxels,
+        # not the default 3.3 mm; an explicit voxel_size still rescales either.
+        if isinstance(data, dict) and data.get("grid") in ("paper", "native") and "voxel_size" not in data:
+            data = {**data, "voxel_size": None}
+        return data
+
+    def _check(self) -> None:
+        if self.source == "synthetic" and self.grid == "native":
+            raise SettingError("grid", self.grid, "a synthetic cohort has no native grid; use "
+                               "'paper', or 'mni' with a voxel_size")
+        if self.grid == "mni" and self.voxel_size is None:
+            raise SettingError("voxel_size", None, "grid 'mni' needs a voxel size in mm")
+
+
+class ScoresSettings(_Section):
+    source: PathStr = "simulate"  # "simulate" or a CSV/TSV path
+    columns: OneOrMore(NonEmptyStr) | None = None  # CSV only: which score columns
+    truth: PathStr | None = None  # CSV only: a ROI label image (label k <-> k-th score) to score maps
+    n_rois: PositiveInt = 3
+    roi_size: PositiveInt = 4  # voxels, smaller than the grid (13.2 mm at 3.3 mm, the paper's 8 x 1.67)
+    roi_size_mm: PositiveFloat | None = None
+    min_patients: PositiveInt = 10
+    noise: NonNegativeFloat = 0.0
+    weights: list[list[NonNegativeFloat]] | None = None  # n_scores x n_rois matrix
+    volume_weight: AnyFloat = 0.0
+    seed: Seed = 0
+
+    def _check(self) -> None:
+        w = self.weights
+        if w is not None and (not w or any(len(r) != self.n_rois or sum(r) <= 0 for r in w)):
+            raise SettingError("weights", w, f"must be one row per score, each of n_rois = "
+                               f"{self.n_rois} numbers >= 0 with a positive sum")
+
+
+class ModelsSettings(_Section):
+    modes: OneOrMore(Literal["multi", "single"]) = ["multi", "single"]
+    preset: Literal[tuple(PRESETS)] = "fast"
+    seed: Seed = 0
+    overrides: HyperparameterOverrides = Field(default_factory=HyperparameterOverrides)  # every model
+    single_overrides: HyperparameterOverrides = Field(default_factory=HyperparameterOverrides)
+    weights: PathStr | None = None  # a local MedicalNet checkpoint
+    devices: PositiveInt | list[NonNegativeInt] | NonEmptyStr = "auto"
+    strategy: NonEmptyStr = "auto"
+    threads: PositiveInt | None = None  # torch CPU threads (None: one per core)
+
+    @field_serializer("overrides", "single_overrides")
+    def _given(self, value: BaseModel) -> dict:
+        return value.model_dump(exclude_unset=True)
+
+
+class ExplainSettings(_Section):
+    methods: OneOrMore(Literal["ig", "gradshap", "occlusion"]) = ["ig", "gradshap", "occlusion"]
+    subjects: Literal["test", "all"] = "test"
+    max_subjects: PositiveInt | None = None  # explain only this many test subjects (time budget)
+    n_steps: PositiveInt = 32  # IG
+    internal_batch_size: PositiveInt = 8
+    n_samples: PositiveInt = 8  # GradientSHAP
+    nt_samples: PositiveInt | None = None  # NoiseTunnel smoothgrad_sq samples (None: no tunnel)
+    stdevs: NonNegativeFloat = 0.1
+    window: VoxelsOrMm = 4  # occlusion, voxels (or "13mm"); at most the grid (checked on it)
+    stride: VoxelsOrMm = 2
+    occlusion_positive: StrictBool = True  # positive part, as for IG/GS (zero stays zero)
+    seed: Seed = 0
+
+
+class ClassicalSettings(_Section):
+    methods: OneOrMore(Literal["vlsm", "svr"]) = ["vlsm", "svr"]
+    subjects: Literal["trainval", "all"] = "trainval"  # the subjects the CNN learned from (fair)
+    vlsm_test: Literal[VLSM_TESTS] = "t"
+    volume_correction: Literal[VOLUME_CORRECTIONS] = "none"
+    svr_volume_correction: Literal[VOLUME_CORRECTIONS] = "dtlvc"
+    min_subjects: MinSubjects = 10  # a count, or a fraction of the subjects
+    permutations: NonNegativeInt = 1000
+    svr_permutations: NonNegativeInt = 0
+    C: PositiveFloat = 30.0
+    gamma: PositiveFloat = 5.0
+    seed: Seed = 0
+
+    def _check(self) -> None:
+        # The estimators' own checks between parameters (e.g. DTLVC needs the regression test).
+        from deeplsm.classical import SVRLSM, MassUnivariateLSM
+
+        try:
+            if "vlsm" in self.methods:
+                MassUnivariateLSM(**vlsm_params(self.model_dump()))._check_params(False, True)
+            if "svr" in self.methods:
+                SVRLSM(**svr_params(self.model_dump()))._check_params()
+        except DeepLSMError as err:
+            raise SettingError("", None, str(err)) from None
+
+
+class StudySettings(BaseModel):
+    """Every section of a study; see each section's class for its settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cohort: CohortSettings = Field(default_factory=CohortSettings)
+    scores: ScoresSettings = Field(default_factory=ScoresSettings)
+    models: ModelsSettings = Field(default_factory=ModelsSettings)
+    explain: ExplainSettings = Field(default_factory=ExplainSettings)
+    classical: ClassicalSettings = Field(default_factory=ClassicalSettings)
+
+
+#: Every key a study understands, with its default (derived from :class:`StudySettings`).
+DEFAULTS: dict[str, dict[str, Any]] = StudySettings().model_dump()
 
 
 def make_config(overrides: dict | None = None) -> dict:
-    """Defaults with ``overrides`` (a dict shaped like the TOML file) applied and checked."""
-    overrides = overrides or {}
-    unknown = sorted(set(overrides) - set(DEFAULTS))
+    """Defaults with ``overrides`` (a dict shaped like the TOML file) applied and checked.
+
+    Raises :class:`DeepLSMError` with one line naming the first bad key, its value and the
+    allowed range. A full configuration (as returned here) passes through unchanged.
+    """
+    overrides = {} if overrides is None else overrides
+    if not isinstance(overrides, dict):
+        raise DeepLSMError(f"config must be a dict of sections, got {type(overrides).__name__}")
+    unknown = sorted(set(overrides) - set(StudySettings.model_fields))
     if unknown:
         raise DeepLSMError(f"unknown section [{unknown[0]}]; known: {', '.join(DEFAULTS)}")
-    cfg = {sec: _merge(DEFAULTS[sec], overrides.get(sec, {}) or {}, sec) for sec in DEFAULTS}
-    _check(cfg)
-    return cfg
+    raw = {sec: ({} if value is None else value) for sec, value in overrides.items()}
+    return check_model(StudySettings, raw).model_dump()
 
 
 def load_config(path: str | os.PathLike) -> dict:
@@ -115,25 +228,38 @@ def load_config(path: str | os.PathLike) -> dict:
     return cfg
 
 
-def _check(cfg: dict) -> None:
-    modes = cfg["models"]["modes"]
-    if isinstance(modes, str):
-        cfg["models"]["modes"] = modes = [modes]
-    bad = [m for m in modes if m not in ("multi", "single")]
-    if bad:
-        raise DeepLSMError(f"models.modes: unknown mode {bad[0]!r}; use 'multi' and/or 'single'")
-    bad = [m for m in cfg["explain"]["methods"] if m not in ("ig", "gradshap", "occlusion")]
-    if bad:
-        raise DeepLSMError(f"explain.methods: unknown method {bad[0]!r}; use ig, gradshap, occlusion")
-    bad = [m for m in cfg["classical"]["methods"] if m not in ("vlsm", "svr")]
-    if bad:
-        raise DeepLSMError(f"classical.methods: unknown method {bad[0]!r}; use vlsm, svr")
-    if cfg["classical"]["subjects"] not in ("trainval", "all"):
-        raise DeepLSMError("classical.subjects must be 'trainval' or 'all'")
-    if cfg["explain"]["subjects"] not in ("test", "all"):
-        raise DeepLSMError("explain.subjects must be 'test' or 'all'")
-    if cfg["cohort"]["source"] == "synthetic" and int(cfg["cohort"]["n_subjects"]) < 10:
-        raise DeepLSMError("cohort.n_subjects must be at least 10")
+def analysis_grid(cohort: dict) -> Grid | None:
+    """The analysis grid that the ``cohort`` settings fix, or None when it is the lesions' own.
+
+    A synthetic cohort lives on the MNI152 brain box: at ``voxel_size`` mm, or the paper's
+    1.667 mm without one (``grid = "paper"`` alone clears the default voxel size).
+    """
+    from deeplsm.cohort import PAPER_VOXEL_SIZE, mni_brain_grid, resolve_grid
+
+    if cohort["source"] == "synthetic":
+        return mni_brain_grid(cohort["voxel_size"] or PAPER_VOXEL_SIZE)
+    return resolve_grid(cohort["grid"], cohort["voxel_size"], None)
+
+
+def check_grid(cfg: dict, grid: Grid) -> None:
+    """Checks of settings against the analysis grid: the ROI cube and the occlusion window."""
+    s = cfg["scores"]
+    if s["source"] == "simulate":
+        from deeplsm.simulate import roi_side_voxels
+
+        roi_side_voxels(grid.shape, grid.voxel_size, roi_size=s["roi_size"],
+                        roi_size_mm=s["roi_size_mm"], prefix="scores.")
+    e = cfg["explain"]
+    if cfg["models"]["modes"] and "occlusion" in e["methods"]:
+        from deeplsm.explain import mm_to_voxels, occlusion_windows
+
+        sizes = [mm_to_voxels(float(v[:-2]), grid.voxel_size) if isinstance(v, str) else (v,) * 3
+                 for v in (e["window"], e["stride"])]
+        try:
+            occlusion_windows(grid.shape, *sizes)
+        except DeepLSMError as err:
+            raise DeepLSMError(f"explain.window = {e['window']!r}, explain.stride = {e['stride']!r}: "
+                               f"{err} of the {'x'.join(map(str, grid.shape))} analysis grid") from None
 
 
 def demo_config(*, quick: bool = False, preset: str = "fast") -> dict:

@@ -33,6 +33,7 @@ import pandas as pd
 from deeplsm._utils import atomic_path, package_versions, write_json
 from deeplsm.cohort import LesionCohort, load_lesions, load_scores, write_scores
 from deeplsm.exceptions import DeepLSMError
+from deeplsm.study._config import analysis_grid, check_grid, make_config, svr_params, vlsm_params
 
 log = logging.getLogger("deeplsm")
 
@@ -50,7 +51,8 @@ class Study:
     Parameters
     ----------
     config : dict
-        As returned by :func:`deeplsm.study.make_config` / :func:`load_config`.
+        As returned by :func:`deeplsm.study.make_config` / :func:`load_config`; checked again
+        here, so a bad value edited into the dict is still one error line before any work.
     out : path
         Output folder; created if needed. Rerunning in the same folder reuses finished stages.
     verbose : bool, default=True
@@ -58,7 +60,7 @@ class Study:
     """
 
     def __init__(self, config: dict, out: str | os.PathLike, *, verbose: bool = True) -> None:
-        self.config = config
+        self.config = make_config(config)
         self.out = Path(out)
         self.verbose = verbose
         self.keys: dict[str, str] = {}
@@ -114,10 +116,15 @@ class Study:
     def run(self) -> dict:
         """Run every stage (reusing finished ones); return the ``metrics.json`` content."""
         cfg = self.config
+        grid = analysis_grid(cfg["cohort"])
+        if grid is not None:  # known from the settings: check before any stage runs
+            check_grid(cfg, grid)
         self.out.mkdir(parents=True, exist_ok=True)
         write_json(self.out / "config.json", cfg)
         k_cohort = _key("cohort", cfg["cohort"])
         self._stage("cohort", k_cohort, self._make_cohort)
+        if grid is None:  # the lesions' own grid: check before anything is trained
+            check_grid(cfg, self.load_cohort().grid)
         k_sim = _key("simulate", k_cohort, cfg["scores"])
         self._stage("simulate", k_sim, self._make_scores)
         model_cfg = {k: cfg["models"][k] for k in ("preset", "seed", "overrides", "weights")}
@@ -150,7 +157,7 @@ class Study:
         if c["source"] == "synthetic":
             from deeplsm.synthetic import make_wmh_cohort
 
-            cohort = make_wmh_cohort(int(c["n_subjects"]), voxel_size=c["voxel_size"],
+            cohort = make_wmh_cohort(c["n_subjects"], grid=analysis_grid(c),
                                      random_state=c["seed"], verbose=self.verbose)
         else:
             cohort = load_lesions(c["source"], grid=c["grid"], voxel_size=c["voxel_size"],
@@ -238,14 +245,10 @@ class Study:
         fitted = {}
         for i, name in enumerate(scores.columns):
             if method == "vlsm":
-                est = MassUnivariateLSM(test=c["vlsm_test"], volume_correction=c["volume_correction"],
-                                        min_subjects=c["min_subjects"], n_permutations=c["permutations"],
-                                        correction="fwe" if c["permutations"] else "fdr",
-                                        random_state=c["seed"] + i, verbose=self.verbose)
+                est = MassUnivariateLSM(**vlsm_params(c), random_state=c["seed"] + i,
+                                        verbose=self.verbose)
             else:
-                est = SVRLSM(C=c["C"], gamma=c["gamma"], volume_correction=c["svr_volume_correction"],
-                             min_subjects=c["min_subjects"], n_permutations=c["svr_permutations"],
-                             random_state=c["seed"] + i)
+                est = SVRLSM(**svr_params(c), random_state=c["seed"] + i)
             fitted[name] = est.fit(sub, scores[name].to_numpy())
         save_fitted_maps(self.out / "classical" / method, sub, fitted, method,
                          config={**c, "subjects_used": len(ids)})

@@ -1,10 +1,55 @@
-"""Training presets: ``paper`` (the paper's settings, for GPU-scale runs) and ``fast`` (CPU)."""
+"""Training presets: ``paper`` (the paper's settings, for GPU-scale runs) and ``fast`` (CPU).
+
+:class:`Hyperparameters` is the one definition of every hyperparameter's type and range: the
+presets, ``train_run(overrides=...)``, the study's ``models.overrides`` and the ``deeplsm train``
+options are all checked against it. A new hyperparameter is one line there plus its value in
+each preset.
+"""
 
 from __future__ import annotations
 
 import copy
+from typing import Literal
 
+from pydantic import BaseModel, ConfigDict
+
+from deeplsm._schema import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    StrictBool,
+    check_model,
+    partial_model,
+)
 from deeplsm.exceptions import DeepLSMError
+
+#: Lightning precisions the training loop is written for (layer4 stays fp32 under 16-bit).
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
+
+
+class Hyperparameters(BaseModel):
+    """Types and ranges of the training hyperparameters; every preset sets all of them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    optimizer: Literal["adam", "adamw", "sgd"]
+    lr: PositiveFloat  # peak learning rate for 'onecycle'
+    weight_decay: NonNegativeFloat
+    scheduler: Literal["onecycle", "step", "cosine", "none"]
+    milestones: list[NonNegativeInt]  # epochs at which 'step' multiplies lr by gamma
+    gamma: PositiveFloat
+    batch_size: PositiveInt
+    max_epochs: PositiveInt
+    mixup_alpha: NonNegativeFloat  # 0: no mixup
+    precision: Literal[PRECISIONS]
+    channels_last: StrictBool
+    gradient_clip_val: PositiveFloat | None  # None: no clipping
+    early_stopping_patience: PositiveInt | None  # None: no early stopping
+
+
+#: The overrides a caller may give: any subset of :class:`Hyperparameters`, each checked.
+HyperparameterOverrides = partial_model(Hyperparameters, "HyperparameterOverrides")
 
 #: Hyperparameters of each preset. Every key can be overridden (``train_run(..., overrides=)``).
 PRESETS: dict[str, dict] = {
@@ -48,14 +93,29 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def check_overrides(overrides: dict | None, prefix: str = "") -> dict:
+    """``overrides`` checked against :class:`Hyperparameters`: known keys, types and ranges.
+
+    ``None`` is a value like any other: it is accepted where the hyperparameter allows it
+    (``gradient_clip_val=None`` switches clipping off) and an error elsewhere.
+    """
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, dict):
+        raise DeepLSMError(f"{prefix or 'overrides'} must be a dict of hyperparameters, got "
+                           f"{type(overrides).__name__}")
+    model = check_model(HyperparameterOverrides, overrides, prefix=prefix, unknown="hyperparameter")
+    return model.model_dump(exclude_unset=True)
+
+
 def get_preset(name: str, overrides: dict | None = None) -> dict:
-    """The hyperparameters of preset ``name`` with ``overrides`` applied."""
+    """The hyperparameters of preset ``name`` with ``overrides`` applied (see :func:`check_overrides`).
+
+    Examples
+    --------
+    >>> get_preset("fast", {"max_epochs": 3, "gradient_clip_val": None})["gradient_clip_val"] is None
+    True
+    """
     if name not in PRESETS:
         raise DeepLSMError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
-    hp = copy.deepcopy(PRESETS[name])
-    for k, v in (overrides or {}).items():
-        if k not in hp:
-            raise DeepLSMError(f"unknown hyperparameter {k!r}; known: {', '.join(hp)}")
-        if v is not None:
-            hp[k] = v
-    return hp
+    return {**copy.deepcopy(PRESETS[name]), **check_overrides(overrides)}
