@@ -107,8 +107,9 @@ class RidgeLSM(RegressorMixin, BaseEstimator):
         Same as ``beta_``.
     nuisance_coef_ : ndarray or None
         Coefficients of the score on (1, lesion volume, covariates) when those were regressed out.
-    beta_img_, statistic_img_, p_img_, p_fwe_img_, p_cfwer_img_, thresholded_img_, mask_img_ : Nifti1Image or None
+    beta_img_, statistic_img_, mask_img_ : Nifti1Image or None
         The maps as images, when fitted on a :class:`~deeplsm.cohort.LesionCohort`.
+    p_img_, p_fwe_img_, p_cfwer_img_, thresholded_img_ : Nifti1Image or None
 
     Examples
     --------
