@@ -14,7 +14,7 @@ from deeplsm.report import METRIC_KEYS
 from deeplsm.study import Study, demo_config, load_config, make_config, run_study
 
 METHODS = {f"{m}_{x}" for m in ("multi", "single") for x in ("ig", "gradshap", "occlusion")} | {
-    "vlsm", "svr"}
+    "vlsm", "svr", "ridge"}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,8 @@ def test_metrics_schema_is_complete_and_finite(quick_demo):
     m = json.loads((quick_demo / "metrics.json").read_text())
     assert set(m) >= {"prediction", "localization", "timings_s", "config", "versions"}
     scores = ["score_1", "score_2", "score_3"]
-    for mode in ("multi", "single"):
+    assert list(m["prediction"]) == ["multi", "single", "ridge", "svr"]
+    for mode in ("multi", "single", "ridge", "svr"):
         for s in scores:
             entry = m["prediction"][mode][s]
             assert set(entry) == {"mse", "r2_pearson", "p_value", "r2"}
@@ -43,7 +44,7 @@ def test_metrics_schema_is_complete_and_finite(quick_demo):
             assert set(per[s]) == set(METRIC_KEYS)
             assert all(_finite(v) for v in per[s].values()), (method, s, per[s])
     for stage in ("cohort", "simulate", "train_multi", "train_single", "explain_multi",
-                  "explain_single", "vlsm", "svr", "evaluate", "report"):
+                  "explain_single", "vlsm", "svr", "ridge", "evaluate", "report"):
         assert _finite(m["timings_s"][stage])
     assert "torch" in m["versions"] and m["config"]["cohort"]["n_subjects"] == 120
 
@@ -69,7 +70,8 @@ def test_rerun_skips_finished_stages(quick_demo):
     after = study.run()
     assert study.ran == []
     assert set(study.skipped) == {"cohort", "simulate", "train_multi", "train_single",
-                                  "explain_multi", "explain_single", "vlsm", "svr", "evaluate"}
+                                  "explain_multi", "explain_single", "vlsm", "svr", "ridge",
+                                  "evaluate"}
     assert after["prediction"] == before["prediction"]
     assert after["localization"] == before["localization"]
 
@@ -79,7 +81,7 @@ def test_changed_setting_redoes_only_downstream(quick_demo, tmp_path):
     cfg["classical"]["permutations"] = 20
     study = Study(cfg, quick_demo, verbose=False)
     study.run()
-    assert set(study.ran) == {"vlsm", "svr", "evaluate"}
+    assert set(study.ran) == {"vlsm", "svr", "ridge", "evaluate"}
 
 
 def test_interrupted_run_resumes(tmp_path, monkeypatch):

@@ -59,10 +59,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "seed": 0,
     },
     "classical": {
-        "methods": ["vlsm", "svr"],
+        "methods": ["vlsm", "svr", "ridge"],
         "subjects": "trainval",  # the subjects the CNN learned from (fair), or "all"
         "vlsm_test": "t",
-        "volume_correction": "none",
+        "volume_correction": "none",  # VLSM and ridge
         "svr_volume_correction": "dtlvc",
         "min_subjects": 10,
         "permutations": 1000,
@@ -125,9 +125,9 @@ def _check(cfg: dict) -> None:
     bad = [m for m in cfg["explain"]["methods"] if m not in ("ig", "gradshap", "occlusion")]
     if bad:
         raise DeepLSMError(f"explain.methods: unknown method {bad[0]!r}; use ig, gradshap, occlusion")
-    bad = [m for m in cfg["classical"]["methods"] if m not in ("vlsm", "svr")]
+    bad = [m for m in cfg["classical"]["methods"] if m not in ("vlsm", "svr", "ridge")]
     if bad:
-        raise DeepLSMError(f"classical.methods: unknown method {bad[0]!r}; use vlsm, svr")
+        raise DeepLSMError(f"classical.methods: unknown method {bad[0]!r}; use vlsm, svr, ridge")
     if cfg["classical"]["subjects"] not in ("trainval", "all"):
         raise DeepLSMError("classical.subjects must be 'trainval' or 'all'")
     if cfg["explain"]["subjects"] not in ("test", "all"):
