@@ -88,9 +88,9 @@ def _reading(metrics: dict, outputs: list[str]) -> str:
         if len(ranked) > 1:
             text += f"; next {ranked[1][1]} {ranked[1][0]:.3f}, margin {best_v - ranked[1][0]:+.3f}"
         text += ")"
-        for ref in ("vlsm", "svr"):
+        for ref, label in (("vlsm", "VLSM"), ("svr", "SVR"), ("ridge", "ridge")):
             if ref in loc and name in loc[ref] and best != ref and loc[ref][name].get("pr_auc") is not None:
-                text += f"; {ref.upper()} {loc[ref][name]['pr_auc']:.3f}"
+                text += f"; {label} {loc[ref][name]['pr_auc']:.3f}"
         prev = loc[best][name].get("prevalence")
         if prev:
             text += f"; a random map would score {prev:.4f}"
