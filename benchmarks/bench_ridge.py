@@ -51,11 +51,13 @@ def main() -> None:
     ap.add_argument("--study", default="/tmp/deeplsm-bench-ridge", help="study folder (cached)")
     ap.add_argument("--out", default="benchmarks/results/ridge.json")
     ap.add_argument("--no-enet", action="store_true", help="skip the elastic net")
+    ap.add_argument("--noise", type=float, default=0.0, help="scores.noise (x each score's SD; default 0)")
     args = ap.parse_args()
 
     cfg = demo_config()
     cfg["models"]["modes"] = []
     cfg["classical"]["methods"] = ["vlsm", "svr", "ridge"]
+    cfg["scores"]["noise"] = args.noise
     t0 = time.perf_counter()
     metrics = run_study(cfg, args.study, verbose=False)
     study_s = time.perf_counter() - t0
@@ -69,7 +71,8 @@ def main() -> None:
     train, held = cohort.subset(tv_ids), cohort.subset([s for s in cohort.subject_ids if split[s] == "test"])
     data = train.data.reshape(train.n_subjects, -1)
     mask, _ = voxel_mask(data, cfg["classical"]["min_subjects"])
-    result: dict = {"study_seconds": round(study_s, 2), "timings_s": metrics["timings_s"],
+    result: dict = {"noise": args.noise, "study_seconds": round(study_s, 2),
+                    "timings_s": metrics["timings_s"],
                     "n_train_val": train.n_subjects, "n_test": held.n_subjects,
                     "n_tested_voxels": int(mask.sum()), "study": {}, "variants": {},
                     "load_average": os.getloadavg(), "versions": package_versions()}

@@ -67,6 +67,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "min_subjects": 10,
         "permutations": 1000,
         "svr_permutations": 0,
+        "ridge_permutations": 0,  # the study scores ridge's coefficient map, not its p-values
         "C": 30.0,
         "gamma": 5.0,
         "seed": 0,

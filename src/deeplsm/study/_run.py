@@ -250,7 +250,7 @@ class Study:
                                         random_state=c["seed"] + i, verbose=self.verbose)
             elif method == "ridge":
                 est = RidgeLSM(volume_correction=c["volume_correction"], min_subjects=c["min_subjects"],
-                               n_permutations=c["permutations"], random_state=c["seed"] + i)
+                               n_permutations=c["ridge_permutations"], random_state=c["seed"] + i)
             else:
                 est = SVRLSM(C=c["C"], gamma=c["gamma"], volume_correction=c["svr_volume_correction"],
                              min_subjects=c["min_subjects"], n_permutations=c["svr_permutations"],
