@@ -126,6 +126,14 @@ def test_config_validation(tmp_path, capsys):
     assert cfg["models"]["preset"] == "fast"
 
 
+def test_ridge_is_a_classical_method_by_default():
+    assert make_config()["classical"]["methods"] == ["vlsm", "svr", "ridge"]
+    assert demo_config()["classical"]["methods"] == ["vlsm", "svr", "ridge"]
+    assert make_config({"classical": {"methods": ["ridge"]}})["classical"]["methods"] == ["ridge"]
+    with pytest.raises(DeepLSMError, match=r"unknown method 'lasso'; use vlsm, svr, ridge"):
+        make_config({"classical": {"methods": ["lasso"]}})
+
+
 def test_example_config_loads():
     from pathlib import Path
 
