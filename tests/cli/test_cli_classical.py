@@ -134,3 +134,68 @@ def test_vlsm_on_real_lesymap_masks(tmp_path):
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert s["outputs"]["score"]["min_subjects_applied"] == 4
     assert s["outputs"]["score"]["n_tested_voxels"] > 100
+
+
+def _ridge(files, *extra, out="ridge"):
+    return main(["ridge", "--lesions", str(files / "lesions"), "--scores", str(files / "scores.csv"),
+                 "--out", str(files / out), "--quiet", "--min-subjects", "3", *extra])
+
+
+def test_ridge_writes_maps_matching_the_estimator(files):
+    from deeplsm.classical import RidgeLSM
+    from deeplsm.cohort import load_lesions, load_scores
+
+    assert _ridge(files, "--permutations", "20", "--correction", "fwe") == 0
+    out = files / "ridge"
+    for stem in ("naming", "motor_score"):
+        for suffix in ("stat", "p", "p_fwe", "thresholded"):
+            img = nib.load(out / f"{stem}_{suffix}.nii.gz")
+            assert img.shape == (7, 8, 9)
+            np.testing.assert_array_equal(img.affine, np.eye(4))
+    s = json.loads((out / "summary.json").read_text())
+    assert s["method"] == "ridge" and set(s["outputs"]) == {"naming", "motor score"}
+    assert s["config"]["correction"] == "fwe" and "numpy" in s["versions"]
+    # the command runs the estimator: same coefficients as RidgeLSM on the same data and seed
+    cohort = load_lesions(files / "lesions")
+    y = load_scores(files / "scores.csv", cohort.subject_ids)["naming"].to_numpy()
+    est = RidgeLSM(min_subjects=3, n_permutations=20, correction="fwe", random_state=0).fit(cohort, y)
+    np.testing.assert_allclose(nib.load(out / "naming_stat.nii.gz").get_fdata(), est.beta_, atol=1e-6)
+    assert s["outputs"]["naming"]["penalty"] == pytest.approx(est.penalty_)
+    assert nib.load(out / "naming_stat.nii.gz").get_fdata()[3, 4, 5] < 0  # lesions there lower naming
+    assert not [p for p in files.iterdir() if p.name.startswith(".ridge")]
+
+
+@pytest.mark.filterwarnings("ignore:ridge. the cross-validated penalty")
+def test_ridge_alphas_and_covariates(files):
+    assert _ridge(files, "--permutations", "0", "--alphas", "0.5,5", "--covariates",
+                  str(files / "cov.csv"), "--volume-correction", "both", "--outputs", "naming") == 0
+    s = json.loads((files / "ridge" / "summary.json").read_text())["outputs"]["naming"]
+    assert s["alphas"] == [0.5, 5.0] and s["penalty"] in (0.5, 5.0)
+    assert sorted(p.name for p in (files / "ridge").glob("naming_*")) == [
+        "naming_stat.nii.gz", "naming_thresholded.nii.gz"]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--min-subjects", "29"], "no voxel is lesioned in at least 29 and spared in at least 29 of the 30"),
+    (["--outputs", "memory"], "missing score column"),
+    (["--permutations", "0", "--correction", "fwe"], "needs n_permutations > 0"),
+])
+def test_ridge_bad_input_fails_cleanly(files, capsys, extra, message):
+    args = ["ridge", "--lesions", str(files / "lesions"), "--scores", str(files / "scores.csv"),
+            "--out", str(files / "out"), "--quiet", *extra]
+    if "--min-subjects" not in extra:
+        args += ["--min-subjects", "3"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deeplsm: error: ") and message in err and "Traceback" not in err
+    assert not (files / "out").exists()
+    assert not [p for p in files.iterdir() if p.name.startswith(".out")]
+
+
+@pytest.mark.parametrize("alphas", ["0,1", "a,b", ","])
+def test_ridge_bad_alphas_are_usage_errors(files, capsys, alphas):
+    with pytest.raises(SystemExit) as exc:
+        _ridge(files, "--alphas", alphas)
+    assert exc.value.code == 2
+    assert "--alphas" in capsys.readouterr().err
+    assert not (files / "ridge").exists()

@@ -14,7 +14,7 @@ from deeplsm.report import METRIC_KEYS
 from deeplsm.study import Study, demo_config, load_config, make_config, run_study
 
 METHODS = {f"{m}_{x}" for m in ("multi", "single") for x in ("ig", "gradshap", "occlusion")} | {
-    "vlsm", "svr"}
+    "vlsm", "svr", "ridge"}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,8 @@ def test_metrics_schema_is_complete_and_finite(quick_demo):
     m = json.loads((quick_demo / "metrics.json").read_text())
     assert set(m) >= {"prediction", "localization", "timings_s", "config", "versions"}
     scores = ["score_1", "score_2", "score_3"]
-    for mode in ("multi", "single"):
+    assert list(m["prediction"]) == ["multi", "single", "ridge", "svr"]
+    for mode in ("multi", "single", "ridge", "svr"):
         for s in scores:
             entry = m["prediction"][mode][s]
             assert set(entry) == {"mse", "r2_pearson", "p_value", "r2"}
@@ -43,7 +44,7 @@ def test_metrics_schema_is_complete_and_finite(quick_demo):
             assert set(per[s]) == set(METRIC_KEYS)
             assert all(_finite(v) for v in per[s].values()), (method, s, per[s])
     for stage in ("cohort", "simulate", "train_multi", "train_single", "explain_multi",
-                  "explain_single", "vlsm", "svr", "evaluate", "report"):
+                  "explain_single", "vlsm", "svr", "ridge", "evaluate", "report"):
         assert _finite(m["timings_s"][stage])
     assert "torch" in m["versions"] and m["config"]["cohort"]["n_subjects"] == 120
 
@@ -69,7 +70,8 @@ def test_rerun_skips_finished_stages(quick_demo):
     after = study.run()
     assert study.ran == []
     assert set(study.skipped) == {"cohort", "simulate", "train_multi", "train_single",
-                                  "explain_multi", "explain_single", "vlsm", "svr", "evaluate"}
+                                  "explain_multi", "explain_single", "vlsm", "svr", "ridge",
+                                  "evaluate"}
     assert after["prediction"] == before["prediction"]
     assert after["localization"] == before["localization"]
 
@@ -79,7 +81,7 @@ def test_changed_setting_redoes_only_downstream(quick_demo, tmp_path):
     cfg["classical"]["permutations"] = 20
     study = Study(cfg, quick_demo, verbose=False)
     study.run()
-    assert set(study.ran) == {"vlsm", "svr", "evaluate"}
+    assert set(study.ran) == {"vlsm", "svr", "ridge", "evaluate"}
 
 
 def test_interrupted_run_resumes(tmp_path, monkeypatch):
@@ -124,6 +126,15 @@ def test_config_validation(tmp_path, capsys):
     assert cfg["models"]["preset"] == "fast"
 
 
+def test_ridge_is_a_classical_method_by_default():
+    assert make_config()["classical"]["methods"] == ["vlsm", "svr", "ridge"]
+    assert demo_config()["classical"]["methods"] == ["vlsm", "svr", "ridge"]
+    assert make_config({"classical": {"methods": ["ridge"]}})["classical"]["methods"] == ["ridge"]
+    with pytest.raises(DeepLSMError,
+                       match=r"classical.methods\[0\] = 'lasso': must be one of 'vlsm', 'svr', 'ridge'"):
+        make_config({"classical": {"methods": ["lasso"]}})
+
+
 def test_example_config_loads():
     from pathlib import Path
 
@@ -150,3 +161,132 @@ def test_user_lesions_scores_and_truth(quick_demo, tmp_path):
     assert loc["prevalence"] == pytest.approx(demo["prevalence"])
     assert loc["pr_auc"] == pytest.approx(demo["pr_auc"])
     assert (tmp_path / "user" / "report.html").exists()
+
+
+def _demo_inputs(out):
+    import pandas as pd
+
+    from deeplsm.cohort import LesionCohort
+
+    cohort = LesionCohort.load(out / "cohort" / "cohort.lesions.npz")
+    split = pd.read_csv(out / "train" / "multi" / "split.csv").set_index("subject")["split"]
+    scores = pd.read_csv(out / "simulation" / "scores.csv", index_col=0)
+    return cohort, split.loc[cohort.subject_ids], scores.loc[cohort.subject_ids]
+
+
+def _masked(out, method, cohort):
+    import nibabel as nib
+    import numpy as np
+
+    mask = np.asarray(nib.load(out / "classical" / method / "mask.nii.gz").dataobj).astype(bool).ravel()
+    return cohort.data.reshape(cohort.n_subjects, -1)[:, mask].astype(float)
+
+
+def test_ridge_and_svr_predict_the_cnn_test_subjects(quick_demo):
+    """Fitted on the CNN's train + validation subjects (its own split.csv), scored on its test
+    subjects with sklearn/scipy, and the same predictions as sklearn's Ridge and SVR directly."""
+    import numpy as np
+    import pandas as pd
+    from scipy.stats import pearsonr
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import mean_squared_error, r2_score
+    from sklearn.svm import SVR
+
+    cohort, split, scores = _demo_inputs(quick_demo)
+    m = json.loads((quick_demo / "metrics.json").read_text())["prediction"]
+    tv = (split != "test").to_numpy()
+    tables = {}
+    for method in ("ridge", "svr"):
+        table = pd.read_csv(quick_demo / "classical" / method / "predictions.csv")
+        assert list(table["subject"]) == cohort.subject_ids
+        assert list(table["split"]) == list(split)
+        test = table[table["split"] == "test"]
+        for s in scores.columns:
+            t, p = test[f"{s}_true"].to_numpy(), test[f"{s}_pred"].to_numpy()
+            np.testing.assert_allclose(t, scores.loc[test["subject"], s])
+            entry = m[method][s]
+            assert entry["r2"] == pytest.approx(r2_score(t, p))
+            assert entry["r2_pearson"] == pytest.approx(pearsonr(t, p)[0] ** 2)
+            assert entry["p_value"] == pytest.approx(pearsonr(t, p)[1])
+            assert entry["mse"] == pytest.approx(mean_squared_error(t, p))
+        tables[method] = table
+    summary = json.loads((quick_demo / "classical" / "ridge" / "summary.json").read_text())["outputs"]
+    assert {v["n_subjects"] for v in summary.values()} == {int(tv.sum())}
+    X = _masked(quick_demo, "ridge", cohort)
+    Xs = _masked(quick_demo, "svr", cohort)
+    norm = np.linalg.norm(Xs, axis=1, keepdims=True)
+    Xs = np.divide(Xs, norm, out=np.zeros_like(Xs), where=norm > 0)  # DTLVC
+    for s in scores.columns:
+        y = scores[s].to_numpy()
+        ref = Ridge(alpha=summary[s]["penalty"], solver="cholesky").fit(X[tv], y[tv]).predict(X)
+        np.testing.assert_allclose(tables["ridge"][f"{s}_pred"], ref, atol=1e-6)
+        k = 100 / np.abs(y[tv]).max()
+        svr = SVR(C=30, gamma=5, epsilon=0.1).fit(Xs[tv], y[tv] * k).predict(Xs) / k
+        np.testing.assert_allclose(tables["svr"][f"{s}_pred"], svr, atol=1e-3 * np.ptp(y))
+
+
+def test_summary_and_report_put_every_predictor_side_by_side(quick_demo, capsys):
+    from deeplsm.cli._study import print_summary
+
+    m = json.loads((quick_demo / "metrics.json").read_text())
+    print_summary(m, quick_demo)
+    lines = capsys.readouterr().out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("prediction on the test split"))
+    assert lines[head + 1].split() == ["score", "method", "MSE", "r²", "R²"]
+    rows = [line.split() for line in lines[head + 2:head + 14]]
+    assert [r[0] for r in rows[::4]] == ["score_1", "score_2", "score_3"]
+    assert [r[-4] for r in rows] == ["multi", "single", "ridge", "svr"] * 3
+    for k, s in enumerate(["score_1", "score_2", "score_3"]):
+        block = rows[4 * k:4 * k + 4]
+        r2 = {r[-4]: m["prediction"][r[-4]][s]["r2"] for r in block}
+        best = max(r2, key=r2.get)
+        assert [r[-1].startswith("*") for r in block] == [r[-4] == best for r in block]
+        assert {float(r[-1].lstrip("*")) for r in block} == {round(v, 3) for v in r2.values()}
+    html = (quick_demo / "report.html").read_text()
+    table_v = html[html.index("(Table V)"):html.index("</table>", html.index("(Table V)"))]
+    assert "<th>score_1 r² (p)</th><th>score_1 R²</th>" in table_v
+    for method in ("multi", "single", "ridge", "svr"):
+        assert f"<tr><td>{method}</td>" in table_v
+    assert table_v.count('class="best"') == 6  # one best r² and one best R² per score
+    assert html.count("best predicted by") == 3
+
+
+def test_no_held_out_prediction_when_classical_methods_see_every_subject(quick_demo, tmp_path):
+    import shutil
+
+    out = tmp_path / "all"
+    shutil.copytree(quick_demo, out)
+    cfg = demo_config(quick=True)
+    cfg["classical"]["subjects"] = "all"
+    metrics = Study(cfg, out, verbose=False).run()
+    assert set(metrics["prediction"]) == {"multi", "single"}
+    assert "ridge" in metrics["localization"]
+    assert not (out / "classical" / "ridge" / "predictions.csv").exists()
+
+
+def test_svr_score_volume_correction_predicts_on_the_score_scale(quick_demo, tmp_path):
+    """SVR-LSM predicts the volume-corrected score; the study adds the volume trend back."""
+    import shutil
+
+    import numpy as np
+    import pandas as pd
+    from sklearn.svm import SVR
+
+    out = tmp_path / "svr"
+    shutil.copytree(quick_demo, out)
+    cfg = demo_config(quick=True)
+    cfg["classical"].update(methods=["svr"], svr_volume_correction="score")
+    Study(cfg, out, verbose=False).run()
+    cohort, split, scores = _demo_inputs(out)
+    tv = (split != "test").to_numpy()
+    X = _masked(out, "svr", cohort)
+    vol = cohort.lesion_volumes_ml()
+    table = pd.read_csv(out / "classical" / "svr" / "predictions.csv")
+    for s in scores.columns:
+        y = scores[s].to_numpy()
+        b = np.polyfit(vol[tv], y[tv], 1)
+        resid = y[tv] - np.polyval(b, vol[tv]) + y[tv].mean()
+        k = 100 / np.abs(resid).max()
+        pred = SVR(C=30, gamma=5, epsilon=0.1).fit(X[tv], resid * k).predict(X) / k
+        expected = pred + np.polyval(b, vol) - y[tv].mean()
+        np.testing.assert_allclose(table[f"{s}_pred"], expected, atol=1e-3 * np.ptp(y))

@@ -1,7 +1,8 @@
-"""Classical lesion-symptom mapping baselines: VLSM (mass-univariate) and SVR-LSM."""
+"""Classical lesion-symptom mapping baselines: VLSM (mass-univariate), SVR-LSM and ridge LSM."""
 
 from deeplsm.classical._io import MAP_FILES, save_fitted_maps
 from deeplsm.classical._mask import compress_patches, resolve_min_subjects, voxel_mask
+from deeplsm.classical.ridge import RidgeLSM
 from deeplsm.classical.svr import SVRLSM
 from deeplsm.classical.vlsm import MassUnivariateLSM
 
@@ -9,6 +10,7 @@ __all__ = [
     "MAP_FILES",
     "SVRLSM",
     "MassUnivariateLSM",
+    "RidgeLSM",
     "compress_patches",
     "resolve_min_subjects",
     "save_fitted_maps",

@@ -18,6 +18,8 @@ MAP_FILES = {
              "p_cfwer": "p_cfwer", "p_cluster": "p_cluster", "thresholded": "thresholded"},
     "svr": {"stat": "beta", "p": "p", "p_fwe": "p_fwe", "p_cfwer": "p_cfwer",
             "thresholded": "thresholded"},
+    "ridge": {"stat": "beta", "p": "p", "p_fwe": "p_fwe", "p_cfwer": "p_cfwer",
+              "thresholded": "thresholded"},
 }
 
 
@@ -37,8 +39,8 @@ def save_fitted_maps(out: str | os.PathLike, cohort: LesionCohort, fitted: Mappi
         Output folder (replaced).
     cohort : LesionCohort
         The cohort the estimators were fitted on (grid, subjects).
-    fitted : mapping of output name -> fitted MassUnivariateLSM or SVRLSM
-    method : {'vlsm', 'svr'}
+    fitted : mapping of output name -> fitted MassUnivariateLSM, SVRLSM or RidgeLSM
+    method : {'vlsm', 'svr', 'ridge'}
     config : dict or None
         Recorded in ``summary.json`` with the package versions.
     """

@@ -19,7 +19,8 @@ from deeplsm.exceptions import DeepLSMError
 
 # Subcommand modules, in the order they appear in --help (the pipeline's order).
 COMMANDS = (
-    "_synth", "_simulate", "_train", "_explain", "_evaluate", "_vlsm", "_svr", "_faces", "_study", "_demo",
+    "_synth", "_simulate", "_train", "_explain", "_evaluate", "_vlsm", "_svr", "_ridge", "_faces", "_study",
+    "_demo",
 )
 
 
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deeplsm",
         description="Lesion-symptom mapping with multi-output 3D CNNs, attribution maps, "
-        "VLSM and SVR-LSM.",
+        "VLSM, SVR-LSM and ridge LSM.",
     )
     parser.add_argument("--version", action="version", version=f"deeplsm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -8,7 +8,7 @@ import argparse
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the whole study on the embedded synthetic WMH cohort",
                        description="822 synthetic WMH subjects at 4 mm, 3 ROIs, multi- and "
-                       "single-output CNNs, IG/GradientSHAP/occlusion, VLSM and SVR-LSM, one report. "
+                       "single-output CNNs, IG/GradientSHAP/occlusion, VLSM, SVR-LSM and ridge, one report. "
                        "About 11 minutes on a 2-core CPU.")
     p.add_argument("--out", required=True, help="output folder (rerun to reuse finished stages)")
     size = p.add_mutually_exclusive_group()

@@ -1,4 +1,4 @@
-"""``deeplsm study``: one TOML file → cohort, scores, CNNs, maps, VLSM/SVR, evaluation, report."""
+"""``deeplsm study``: one TOML file → cohort, scores, CNNs, maps, VLSM/SVR/ridge, evaluation, report."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("study", help="run a configured study end to end (resumable, cached)",
-                       description="Stages: cohort, simulate, train, explain, VLSM/SVR-LSM, evaluate, "
+                       description="Stages: cohort, simulate, train, explain, VLSM/SVR-LSM/ridge, evaluate, "
                        "report. Finished stages are reused on a rerun; an interrupted run resumes.")
     p.add_argument("--config", required=True, help="study TOML file (see examples/study.toml)")
     p.add_argument("--out", required=True, help="output folder")
@@ -28,11 +28,17 @@ def print_summary(metrics: dict, out) -> None:
     """The end-of-run table in the terminal."""
     w = sys.stdout.write
     pred = metrics.get("prediction", {})
-    for mode, per in pred.items():
-        w(f"\n{mode}-output prediction (test split)\n")
-        w(f"  {'score':<12}{'MSE':>10}{'r²':>8}{'R²':>8}\n")
-        for name, m in per.items():
-            w(f"  {name:<12}{_f(m.get('mse'), 4):>10}{_f(m.get('r2_pearson')):>8}{_f(m.get('r2')):>8}\n")
+    if pred:
+        w("\nprediction on the test split (r²: squared Pearson r; R²: sklearn r2_score; * best per score)\n")
+        w(f"  {'score':<12}{'method':<8}{'MSE':>10}{'r²':>9}{'R²':>9}\n")
+        names = list(dict.fromkeys(n for per in pred.values() for n in per))
+        for name in names:
+            rows = {method: per[name] for method, per in pred.items() if name in per}
+            best = {key: _best(rows, key, lower=key == "mse") for key in ("mse", "r2_pearson", "r2")}
+            for i, (method, m) in enumerate(rows.items()):
+                cells = [_mark(_f(m.get(key), 4 if key == "mse" else 3), best[key] == method)
+                         for key in ("mse", "r2_pearson", "r2")]
+                w(f"  {name if i == 0 else '':<12}{method:<8}{cells[0]:>10}{cells[1]:>9}{cells[2]:>9}\n")
     loc = metrics.get("localization", {})
     if loc:
         names = sorted({n for per in loc.values() for n in per})
@@ -50,3 +56,15 @@ def print_summary(metrics: dict, out) -> None:
 
 def _f(v, d: int = 3) -> str:
     return "–" if v is None else f"{v:.{d}f}"
+
+
+def _best(rows: dict[str, dict], key: str, lower: bool) -> str | None:
+    """The method with the best ``key`` among ``rows`` (method -> metrics), or None."""
+    vals = {m: r.get(key) for m, r in rows.items() if r.get(key) is not None}
+    if not vals:
+        return None
+    return (min if lower else max)(vals, key=vals.get)
+
+
+def _mark(text: str, best: bool) -> str:
+    return f"*{text}" if best else text

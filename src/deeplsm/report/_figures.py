@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from sklearn.metrics import r2_score
 
 ROI_COLOURS = ("lime", "cyan", "magenta", "yellow", "orange", "white")
 
@@ -93,7 +94,8 @@ def example_subject_figure(lesion_img: nib.Nifti1Image, labels_img: nib.Nifti1Im
 
 
 def prediction_scatter(predictions: Mapping[str, pd.DataFrame], outputs: Sequence[str]) -> bytes:
-    """Fig. A.2: predicted against true on the test split, per model mode and output."""
+    """Fig. A.2: predicted against true on the test split, per method (row) and output; titles give
+    the squared Pearson r² and scikit-learn's R²."""
     modes = list(predictions)
     fig, axes = plt.subplots(len(modes), len(outputs), figsize=(3.0 * len(outputs), 3.0 * len(modes)),
                              squeeze=False)
@@ -107,7 +109,8 @@ def prediction_scatter(predictions: Mapping[str, pd.DataFrame], outputs: Sequenc
             hi = max(float(np.max(t)), float(np.max(p)), 1e-3)
             ax.plot([0, hi], [0, hi], "k--", lw=0.8)
             r2 = np.corrcoef(t, p)[0, 1] ** 2 if np.ptp(t) > 0 and np.ptp(p) > 0 else float("nan")
-            ax.set_title(f"{mode}: {name} (r² {r2:.2f})", fontsize=9)
+            big_r2 = r2_score(t, p) if np.ptp(t) > 0 else float("nan")
+            ax.set_title(f"{mode}: {name} (r² {r2:.2f}, R² {big_r2:.2f})", fontsize=9)
             ax.set_xlabel("true")
             ax.set_ylabel("predicted")
     fig.tight_layout()

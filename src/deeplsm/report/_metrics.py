@@ -2,14 +2,17 @@
 
 ::
 
-    {"prediction": {"multi"|"single": {"<score>": {"mse", "r2_pearson", "p_value", "r2"}}},
+    {"prediction": {"multi"|"single"|"ridge"|"svr": {"<score>": {"mse", "r2_pearson", "p_value", "r2"}}},
      "localization": {"<method>": {"<score>": {"pr_auc", "average_precision", "prevalence",
                                                 "cdc", "dice_best", "peak_distance_mm",
                                                 "com_distance_mm"}}},
      "timings_s": {"<stage>": seconds}, "config": {...}, "versions": {...}}
 
-``<method>`` is ``multi_ig``, ``multi_gradshap``, ``multi_occlusion``, ``single_*``, ``vlsm`` or
-``svr``.
+``<method>`` is ``multi_ig``, ``multi_gradshap``, ``multi_occlusion``, ``single_*``, ``vlsm``,
+``svr`` or ``ridge``. Every prediction entry is on the CNN's test split: ``r2_pearson`` is the
+squared Pearson r (the paper's measure, blind to scale and offset), ``r2`` is scikit-learn's
+``r2_score`` (coefficient of determination, which also penalises miscalibration). Ridge and SVR-LSM
+are fitted on the CNN's train + validation subjects.
 """
 
 from __future__ import annotations
@@ -21,19 +24,25 @@ if TYPE_CHECKING:
     from deeplsm.study import Study
 
 PREDICTION_KEYS = ("mse", "r2_pearson", "p_value", "r2")
+#: Methods with a prediction entry, in table order: the CNNs, then the predictive classical methods.
+PREDICTIVE_METHODS = ("multi", "single", "ridge", "svr")
 METRIC_KEYS = ("pr_auc", "average_precision", "prevalence", "cdc", "dice_best",
                "peak_distance_mm", "com_distance_mm")
 
 
 def build_metrics(study: Study) -> dict:
-    """Prediction metrics from each run's ``metrics.json`` and localisation from ``evaluation.json``."""
+    """Prediction metrics from each CNN run's and each predictive classical method's ``metrics.json``
+    (test split), and localisation from ``evaluation.json``."""
+    paths = {mode: study.run_dir(mode) / "metrics.json" for mode in study.config["models"]["modes"]}
+    paths.update({m: study.out / "classical" / m / "metrics.json"
+                  for m in study.config["classical"]["methods"] if m in PREDICTIVE_METHODS})
     prediction: dict[str, dict] = {}
-    for mode in study.config["models"]["modes"]:
-        path = study.run_dir(mode) / "metrics.json"
-        if not path.exists():
+    for method in PREDICTIVE_METHODS:
+        path = paths.get(method)
+        if path is None or not path.exists():
             continue
         test = json.loads(path.read_text())["test"]
-        prediction[mode] = {
+        prediction[method] = {
             name: {"mse": m.get("mse"), "r2_pearson": m.get("r2_pearson"),
                    "p_value": m.get("pearson_p", m.get("p_value")),
                    "r2": m.get("r2_score", m.get("r2"))}

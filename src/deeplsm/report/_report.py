@@ -92,21 +92,108 @@ def _reading(metrics: dict, outputs: list[str]) -> list[Markup]:
         if len(ranked) > 1:
             text += f"; next {ranked[1][1]} {ranked[1][0]:.3f}, margin {best_v - ranked[1][0]:+.3f}"
         text += ")"
-        for ref in ("vlsm", "svr"):
+        for ref, label in (("vlsm", "VLSM"), ("svr", "SVR"), ("ridge", "ridge")):
             if ref in loc and name in loc[ref] and best != ref and loc[ref][name].get("pr_auc") is not None:
-                text += f"; {ref.upper()} {loc[ref][name]['pr_auc']:.3f}"
+                text += f"; {label} {loc[ref][name]['pr_auc']:.3f}"
         prev = loc[best][name].get("prevalence")
         if prev:
             text += f"; a random map would score {prev:.4f}"
         items.append(text + ".")
-    for mode, per in metrics.get("prediction", {}).items():
-        r2 = [per[n]["r2_pearson"] for n in outputs if n in per and per[n]["r2_pearson"] is not None]
+    items += _prediction_reading(metrics.get("prediction", {}), outputs)
+    return items
+
+
+#: Display names of the predictive methods.
+PREDICTOR_NAMES = {"multi": "multi-output CNN", "single": "single-output CNNs", "ridge": "ridge",
+                   "svr": "SVR-LSM"}
+
+
+def _prediction_reading(pred: dict, outputs: list[str]) -> list[Markup]:
+    """Which method predicts each score best (by R², then r²), and each CNN against 0.9."""
+    items = []
+    for name in outputs:
+        ranked = sorted(((per[name]["r2"], per[name].get("r2_pearson"), method)
+                         for method, per in pred.items()
+                         if name in per and per[name].get("r2") is not None), reverse=True)
+        if not ranked:
+            continue
+        r2, rp, best = ranked[0]
+        text = Markup("<b>{}</b>: best predicted by <b>{}</b> (R² {:.3f}, r² {})").format(
+            name, PREDICTOR_NAMES.get(best, best), r2, _fmt(rp, 3))
+        if len(ranked) > 1:
+            text += "; then " + ", ".join(f"{PREDICTOR_NAMES.get(m, m)} R² {v:.3f}" for v, _, m in ranked[1:])
+        items.append(text + ".")
+    for mode in ("multi", "single"):
+        per = pred.get(mode, {})
+        rows = [(per[n].get("r2_pearson"), per[n].get("r2")) for n in outputs if n in per]
+        r2 = [v for v, _ in rows if v is not None]
         if r2:
             ok = all(v >= 0.9 for v in r2)
-            items.append(Markup("{}-output CNN: squared Pearson r ").format(mode)
-                         + ", ".join(f"{v:.2f}" for v in r2)
-                         + (" — all ≥ 0.9." if ok else " — not all reach 0.9."))
+            items.append(Markup("{}: squared Pearson r² {}, R² {}{}").format(
+                PREDICTOR_NAMES[mode], ", ".join(f"{v:.2f}" for v in r2),
+                ", ".join(_fmt(v, 2) for _, v in rows),
+                " — r² all ≥ 0.9." if ok else " — r² not all reach 0.9."))
     return items
+
+
+def _best_rows(vals: list[list], lower_better: bool, offset: int = 1) -> dict[int, int]:
+    """Column (``offset`` + j) -> row index of the best value in column j of ``vals`` (rows x cols)."""
+    best = {}
+    for j in range(len(vals[0]) if vals else 0):
+        col = [(r, v[j]) for r, v in enumerate(vals) if v[j] is not None]
+        if col:
+            pick = min(col, key=lambda t: t[1]) if lower_better else max(col, key=lambda t: t[1])
+            best[j + offset] = pick[0]
+    return best
+
+
+#: What the prediction tables show, above them in the report.
+PREDICTION_INTRO = (
+    "Test split of the CNNs. Ridge and SVR-LSM are fitted on the CNN's train + validation subjects "
+    "(ridge's penalty by leave-one-out on them) and predict its test subjects. r²: squared Pearson "
+    "correlation (the paper's measure; blind to scale and offset). R²: coefficient of determination "
+    "(scikit-learn r2_score; also penalises miscalibration). Bold: best per column. Grey: the "
+    "paper's values.")
+
+
+def _prediction_tables(pred: dict, outputs: list[str]) -> list[dict]:
+    """Tables IV (MSE) and V (r² with p, R²): one row per predictive method, the best per column
+    in bold, the paper's values in grey."""
+    methods = list(pred)
+    rows, vals = [], []
+    for method in methods:
+        v = [pred[method].get(n, {}).get("mse") for n in outputs]
+        paper = PAPER["mse"].get(method)
+        rows.append([method, *[_fmt(x, 4) for x in v],
+                     _paper(" / ".join(f"{x:.4f}" for x in paper)) if paper else "–"])
+        vals.append(v)
+    mse = _table(["method", *outputs, "paper (1/2/3)"], rows, _best_rows(vals, lower_better=True),
+                 title="MSE (Table IV)")
+    rows, vals = [], []
+    for method in methods:
+        row, v = [method], []
+        for n in outputs:
+            m = pred[method].get(n, {})
+            row += [f"{_fmt(m.get('r2_pearson'), 3)} (p {_fmt(m.get('p_value'), 3)})", _fmt(m.get("r2"), 3)]
+            v += [m.get("r2_pearson"), m.get("r2")]
+        paper = PAPER["r2_pearson"].get(method)
+        row.append(_paper(" / ".join(f"{x:.2f}" for x in paper)) if paper else "–")
+        rows.append(row)
+        vals.append(v)
+    header = ["method", *[h for n in outputs for h in (f"{n} r² (p)", f"{n} R²")], "paper r² (1/2/3)"]
+    r2 = _table(header, rows, _best_rows(vals, lower_better=False),
+                title="Squared Pearson r with p-value, and R² (Table V)")
+    return [mse, r2]
+
+
+def _prediction_files(study: Study, pred: dict) -> dict[str, Path]:
+    """method -> its predictions.csv (subject, split, <score>_true, <score>_pred)."""
+    out = {}
+    for method in pred:
+        folder = study.run_dir(method) if method in ("multi", "single") else study.out / "classical" / method
+        if (folder / "predictions.csv").exists():
+            out[method] = folder / "predictions.csv"
+    return out
 
 
 def write_report(study: Study, metrics: dict) -> Path:
@@ -144,43 +231,15 @@ def write_report(study: Study, metrics: dict) -> Path:
     pred = metrics.get("prediction", {})
     page["prediction"] = None
     if pred:
-        modes = list(pred)
-        tables = []
-        rows = []
-        for k, name in enumerate(outputs):
-            row = [name]
-            for mode in modes:
-                row.append(_fmt(pred[mode].get(name, {}).get("mse"), 4))
-            for mode in modes:
-                p = PAPER["mse"].get(mode)
-                row.append(_paper(f"{p[k]:.4f}") if p and k < 3 else "–")
-            rows.append(row)
-        tables.append(_table(["score", *[f"{m}" for m in modes], *[f"paper {m}" for m in modes]], rows,
-                             title="MSE (Table IV)"))
-        rows = []
-        for k, name in enumerate(outputs):
-            row = [name]
-            for mode in modes:
-                m = pred[mode].get(name, {})
-                row.append(f"{_fmt(m.get('r2_pearson'), 3)} (p {_fmt(m.get('p_value'), 3)})")
-            for mode in modes:
-                row.append(_fmt(pred[mode].get(name, {}).get("r2"), 3))
-            for mode in modes:
-                p = PAPER["r2_pearson"].get(mode)
-                row.append(_paper(f"{p[k]:.2f}") if p and k < 3 else "–")
-            rows.append(row)
-        tables.append(_table(["score", *[f"{m} r² (p)" for m in modes], *[f"{m} R²" for m in modes],
-                              *[f"paper {m}" for m in modes]], rows,
-                             title="Squared Pearson r with p-value, and R² (Table V)"))
         curves = []
-        for mode in modes:
+        for mode in pred:
             lc = study.run_dir(mode) / "learning_curves.png"
             if lc.exists():
                 curves.append({"mode": mode, **_figure(lc.read_bytes(), f"learning curves {mode}")})
-        preds = {m: pd.read_csv(study.run_dir(m) / "predictions.csv") for m in modes
-                 if (study.run_dir(m) / "predictions.csv").exists()}
+        preds = {m: pd.read_csv(p) for m, p in _prediction_files(study, pred).items()}
         scatter = _figure(figs.prediction_scatter(preds, outputs), "predicted vs true") if preds else None
-        page["prediction"] = {"tables": tables, "learning_curves": curves, "scatter": scatter}
+        page["prediction"] = {"intro": PREDICTION_INTRO, "tables": _prediction_tables(pred, outputs),
+                              "learning_curves": curves, "scatter": scatter}
 
     loc = metrics.get("localization", {})
     page["localization"] = None
@@ -248,8 +307,9 @@ README_TXT = """deeplsm study output
 ====================
 
 report.html                 the report: figures, tables, reading, timings, config, versions
-metrics.json                all numbers in one stable schema (prediction, localization, timings_s,
-                            config, versions)
+metrics.json                all numbers in one stable schema (prediction of multi, single, ridge,
+                            svr on the test split with MSE, r2_pearson, p_value, r2; localization,
+                            timings_s, config, versions)
 config.json                 the study configuration used
 evaluation.json             localisation metrics per map, with the precision-recall curves
 stages/<stage>.json         finished stages and their cache keys (delete one to redo that stage)
@@ -264,10 +324,13 @@ train/multi/, train/single/ run folders of the CNNs (config.json, split.csv, che
                             metrics.json, predictions.csv, learning_curves.png, logs/)
 maps/multi/, maps/single/   attribution group maps {ig,gradshap,occlusion}_<score>.nii.gz, normalised
                             to [0, 1]; sums/ holds the unnormalised sums (addable across runs)
-maps/classical/             {vlsm,svr}_<score>.nii.gz: positive part of the t / beta maps, normalised
-classical/vlsm/, classical/svr/
+maps/classical/             {vlsm,svr,ridge}_<score>.nii.gz: positive part of the t / beta /
+                            coefficient maps, normalised
+classical/vlsm/, classical/svr/, classical/ridge/
                             full classical outputs: <score>_stat, _z, _p, _p_fwe, _thresholded,
-                            mask.nii.gz, summary.json
+                            mask.nii.gz, summary.json; for svr and ridge also predictions.csv
+                            (subject, split, <score>_true, <score>_pred) and metrics.json (test
+                            split), fitted on the CNN's train + validation subjects
 
 Every NIfTI file is on the analysis grid in MNI space and opens in FSLeyes, MRIcroGL or nilearn.
 """

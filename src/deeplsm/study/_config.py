@@ -57,6 +57,12 @@ def vlsm_params(c: dict) -> dict:
             "correction": "fwe" if c["permutations"] else "fdr"}
 
 
+def ridge_params(c: dict) -> dict:
+    """``RidgeLSM`` parameters from the ``classical`` section (seed aside)."""
+    return {"volume_correction": c["volume_correction"], "min_subjects": c["min_subjects"],
+            "n_permutations": c["ridge_permutations"]}
+
+
 def svr_params(c: dict) -> dict:
     """``SVRLSM`` parameters from the ``classical`` section (seed aside)."""
     return {"C": c["C"], "gamma": c["gamma"], "volume_correction": c["svr_volume_correction"],
@@ -152,27 +158,30 @@ class ExplainSettings(_Section):
 
 
 class ClassicalSettings(_Section):
-    methods: OneOrMore(Literal["vlsm", "svr"]) = ["vlsm", "svr"]
+    methods: OneOrMore(Literal["vlsm", "svr", "ridge"]) = ["vlsm", "svr", "ridge"]
     subjects: Literal["trainval", "all"] = "trainval"  # the subjects the CNN learned from (fair)
     vlsm_test: Literal[VLSM_TESTS] = "t"
-    volume_correction: Literal[VOLUME_CORRECTIONS] = "none"
+    volume_correction: Literal[VOLUME_CORRECTIONS] = "none"  # VLSM and ridge
     svr_volume_correction: Literal[VOLUME_CORRECTIONS] = "dtlvc"
     min_subjects: MinSubjects = 10  # a count, or a fraction of the subjects
     permutations: NonNegativeInt = 1000
     svr_permutations: NonNegativeInt = 0
+    ridge_permutations: NonNegativeInt = 0  # the study scores ridge's coefficient map, not its p-values
     C: PositiveFloat = 30.0
     gamma: PositiveFloat = 5.0
     seed: Seed = 0
 
     def _check(self) -> None:
         # The estimators' own checks between parameters (e.g. DTLVC needs the regression test).
-        from deeplsm.classical import SVRLSM, MassUnivariateLSM
+        from deeplsm.classical import SVRLSM, MassUnivariateLSM, RidgeLSM
 
         try:
             if "vlsm" in self.methods:
                 MassUnivariateLSM(**vlsm_params(self.model_dump()))._check_params(False, True)
             if "svr" in self.methods:
                 SVRLSM(**svr_params(self.model_dump()))._check_params()
+            if "ridge" in self.methods:
+                RidgeLSM(**ridge_params(self.model_dump()))._check_params()
         except DeepLSMError as err:
             raise SettingError("", None, str(err)) from None
 

@@ -6,7 +6,9 @@ Stages (each writes under ``DIR`` and records itself in ``DIR/stages/<stage>.jso
 2. ``simulate``    → ``DIR/simulation/{scores.csv, rois.nii.gz, simulation.json}``
 3. ``train_multi`` / ``train_single`` → ``DIR/train/{multi,single}/`` (run directories)
 4. ``explain_multi`` / ``explain_single`` → ``DIR/maps/{multi,single}/``
-5. ``vlsm`` / ``svr`` → ``DIR/classical/{vlsm,svr}/`` (+ normalised maps in ``DIR/maps/classical``)
+5. ``vlsm`` / ``svr`` / ``ridge`` → ``DIR/classical/<method>/`` (+ normalised maps in
+   ``DIR/maps/classical``); SVR and ridge also predict the CNN's test subjects
+   (``predictions.csv``, ``metrics.json``)
 6. ``evaluate``    → ``DIR/evaluation.json`` (when the ROIs are known)
 7. ``report``      → ``DIR/metrics.json``, ``DIR/report.html``, ``DIR/README.txt``
 
@@ -33,12 +35,19 @@ import pandas as pd
 from deeplsm._utils import atomic_path, package_versions, write_json
 from deeplsm.cohort import LesionCohort, load_lesions, load_scores, write_scores
 from deeplsm.exceptions import DeepLSMError
-from deeplsm.study._config import analysis_grid, check_grid, make_config, svr_params, vlsm_params
+from deeplsm.study._config import (
+    analysis_grid,
+    check_grid,
+    make_config,
+    ridge_params,
+    svr_params,
+    vlsm_params,
+)
 
 log = logging.getLogger("deeplsm")
 
 STAGES = ("cohort", "simulate", "train_multi", "train_single", "explain_multi", "explain_single",
-          "vlsm", "svr", "evaluate", "report")
+          "vlsm", "svr", "ridge", "evaluate", "report")
 
 
 def _key(*parts: object) -> str:
@@ -224,18 +233,22 @@ class Study:
                         n_samples=e["n_samples"], nt_samples=e["nt_samples"], stdevs=e["stdevs"],
                         random_state=e["seed"])
 
+    def split(self, cohort: LesionCohort) -> dict[str, str]:
+        """The CNN's train/val/test split of ``cohort`` (subject -> split)."""
+        from deeplsm.train import split_subjects
+
+        return split_subjects(cohort.subject_ids, random_state=self.config["models"]["seed"])
+
     def classical_subjects(self, cohort: LesionCohort) -> list[str]:
         """Subjects the classical methods see: the CNN's train + validation subjects, or all."""
         c = self.config["classical"]
         if c["subjects"] == "all":
             return list(cohort.subject_ids)
-        from deeplsm.train import split_subjects
-
-        split = split_subjects(cohort.subject_ids, random_state=self.config["models"]["seed"])
+        split = self.split(cohort)
         return [s for s in cohort.subject_ids if split[s] != "test"]
 
     def _classical(self, method: str) -> None:
-        from deeplsm.classical import SVRLSM, MassUnivariateLSM, save_fitted_maps
+        from deeplsm.classical import SVRLSM, MassUnivariateLSM, RidgeLSM, save_fitted_maps
 
         c = self.config["classical"]
         cohort = self.load_cohort()
@@ -247,11 +260,15 @@ class Study:
             if method == "vlsm":
                 est = MassUnivariateLSM(**vlsm_params(c), random_state=c["seed"] + i,
                                         verbose=self.verbose)
+            elif method == "ridge":
+                est = RidgeLSM(**ridge_params(c), random_state=c["seed"] + i)
             else:
                 est = SVRLSM(**svr_params(c), random_state=c["seed"] + i)
             fitted[name] = est.fit(sub, scores[name].to_numpy())
         save_fitted_maps(self.out / "classical" / method, sub, fitted, method,
                          config={**c, "subjects_used": len(ids)})
+        if method in ("svr", "ridge"):
+            self._classical_predictions(method, cohort, sub, fitted)
         # Normalised positive part, scored like the CNN maps (lesion -> higher score).
         from deeplsm.explain import normalise_map
 
@@ -261,6 +278,40 @@ class Study:
             stat = np.asarray(est.statistic_img_.dataobj, dtype=np.float64)
             with atomic_path(maps / f"{method}_{name}.nii.gz") as tmp:
                 cohort.to_img(normalise_map(stat, positive=True), np.float32).to_filename(tmp)
+
+    def _classical_predictions(self, method: str, cohort: LesionCohort, sub: LesionCohort,
+                               fitted: dict) -> None:
+        """Predict every subject with models fitted on the CNN's train + validation subjects; write
+        ``predictions.csv`` (as a CNN run's) and the test-split metrics (as a CNN run's ``metrics.json``).
+
+        Skipped when the classical methods saw every subject: the test split would be in-sample.
+        """
+        from deeplsm.evaluate import regression_metrics
+
+        if self.config["classical"]["subjects"] == "all":
+            log.info("%s: fitted on all subjects, so no held-out prediction is reported", method)
+            return
+        split = self.split(cohort)
+        scores = self._scores().loc[cohort.subject_ids]
+        table = pd.DataFrame({"subject": cohort.subject_ids,
+                              "split": [split[s] for s in cohort.subject_ids]})
+        test = (table["split"] == "test").to_numpy()
+        metrics: dict[str, dict] = {}
+        for name, est in fitted.items():
+            pred = est.predict(cohort)
+            if method == "svr" and est.volume_correction in ("score", "both"):
+                pred = pred + _volume_trend(sub, scores.loc[sub.subject_ids, name].to_numpy(), cohort)
+            y = scores[name].to_numpy()
+            table[f"{name}_true"] = y
+            table[f"{name}_pred"] = pred
+            metrics[name] = regression_metrics(y[test], pred[test])
+        folder = self.out / "classical" / method
+        with atomic_path(folder / "predictions.csv") as tmp:
+            table.to_csv(tmp, index=False)
+        counts = table["split"].value_counts()
+        write_json(folder / "metrics.json", {
+            "method": method, "fitted_on": "train+val",
+            "n_subjects": {s: int(counts.get(s, 0)) for s in ("train", "val", "test")}, "test": metrics})
 
     def _evaluate(self) -> None:
         from deeplsm.evaluate import evaluate_maps
@@ -292,6 +343,15 @@ class Study:
         metrics["timings_s"] = {k: round(v, 2) for k, v in self.timings.items()}
         write_report(self, metrics)
         return metrics
+
+
+def _volume_trend(train: LesionCohort, y_train: np.ndarray, cohort: LesionCohort) -> np.ndarray:
+    """The lesion-volume trend of ``y_train`` (least squares on the training subjects) at every
+    subject of ``cohort``, centred on the training mean: what SVR-LSM's ``'score'`` volume correction
+    removed from the score, to be added back to its predictions."""
+    Z = np.column_stack([np.ones(train.n_subjects), train.lesion_volumes_ml()])
+    beta = np.linalg.lstsq(Z, y_train, rcond=None)[0]
+    return np.column_stack([np.ones(cohort.n_subjects), cohort.lesion_volumes_ml()]) @ beta - y_train.mean()
 
 
 def _copy_truth(truth: str, cohort: LesionCohort, dest: Path) -> None:
