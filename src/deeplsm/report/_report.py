@@ -25,7 +25,7 @@ log = logging.getLogger("deeplsm")
 PAPER = {
     "mse": {"single": [0.0079, 0.0064, 0.0050], "multi": [0.0061, 0.0034, 0.0066]},
     "r2_pearson": {"single": [0.93, 0.84, 0.93], "multi": [0.94, 0.94, 0.97]},
-    "pr_auc": {"single_gradshap": [0.1568, 0.089, 0.0236], "single_ig": [0.1526, 0.0709, 0.1042],
+    "pr_auc_trapezoid": {"single_gradshap": [0.1568, 0.089, 0.0236], "single_ig": [0.1526, 0.0709, 0.1042],
                "single_occlusion": [0.3439, 0.3854, 0.6457],
                "multi_gradshap": [0.1241, 0.0620, 0.2811], "multi_ig": [0.1597, 0.1043, 0.3893],
                "multi_occlusion": [0.3651, 0.4028, 0.5835]},
@@ -84,7 +84,7 @@ def _reading(metrics: dict, outputs: list[str]) -> str:
         if not ranked:
             continue
         best_v, best = ranked[0]
-        text = f"<b>{html.escape(name)}</b>: best localised by <b>{best}</b> (PR-AUC {best_v:.3f}"
+        text = f"<b>{html.escape(name)}</b>: best localised by <b>{best}</b> (PR-AUC, i.e. AP, {best_v:.3f}"
         if len(ranked) > 1:
             text += f"; next {ranked[1][1]} {ranked[1][0]:.3f}, margin {best_v - ranked[1][0]:+.3f}"
         text += ")"
@@ -187,8 +187,10 @@ def write_report(study: Study, metrics: dict) -> Path:
                      "GradientSHAP), normalised to [0, 1]. VLSM: positive part of the t-map; SVR-LSM: "
                      "positive part of the beta map; both fitted on the CNN's train + validation "
                      "subjects. Bold: best per score. Grey: the paper's values.</p>")
+        parts.append(PR_AUC_PARAGRAPH)
         methods = list(loc)
-        for key, title in (("pr_auc", "PR-AUC (Table VI)"), ("average_precision", "Average precision"),
+        for key, title in (("pr_auc", "PR-AUC: step-wise average precision (headline)"),
+                           ("pr_auc_trapezoid", "PR-AUC, trapezoid (the paper's Table VI; reference only)"),
                            ("cdc", "Continuous Dice (Table VII)"), ("dice_best", "Best-F1 Dice"),
                            ("peak_distance_mm", "Peak distance to ROI centre (mm)"),
                            ("com_distance_mm", "Centre-of-mass distance to ROI centre (mm)")):
@@ -216,7 +218,7 @@ def write_report(study: Study, metrics: dict) -> Path:
             header = ["method", *outputs] + (["paper (1/2/3)"] if key in PAPER else [])
             parts.append(f"<h3>{title}</h3>" + _table(header, rows, best))
         if labels_img is not None:
-            map_paths = _map_paths(study)
+            map_paths = {m: p for m, p in _map_paths(study).items() if m in loc}  # this run's only
             if map_paths:
                 parts.append("<h3>Group maps at the ROI-centre coronal slices (Fig. 7)</h3>"
                              + _img_tag(figs.maps_figure(map_paths, labels_img, centres_mm, outputs),
@@ -248,6 +250,19 @@ def _map_paths(study: Study) -> dict[str, dict[str, str]]:
             out.setdefault(f"{prefix}{method}", {})[output] = str(f)
     return out
 
+
+PR_AUC_PARAGRAPH = (
+    "<p><b>PR-AUC</b> here is the step-wise average precision (scikit-learn's "
+    "<code>average_precision_score</code>): Σ<sub>k</sub> (R<sub>k</sub> − R<sub>k−1</sub>) "
+    "P<sub>k</sub> over the map's distinct values from high to low, voxels tied at a value entering "
+    "together. An all-zero or constant map scores the prevalence, and no map scores above the "
+    "best precision it reaches. The paper's PR-AUC (Table VI) is the area under a P-R curve at "
+    "1000 thresholds from the map's maximum to its minimum (its integration rule is not stated); "
+    "the trapezoid row computes that area for comparison with the paper's values. Straight lines "
+    "between the points interpolate precisions no threshold realises, which flatters blocky maps; "
+    "the trapezoid starts at the precision of the highest threshold, not at (recall 0, "
+    "precision 1), which would give a blank map about 0.5.</p>"
+)
 
 README_TXT = """deeplsm study output
 ====================
