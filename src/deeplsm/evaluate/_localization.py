@@ -203,8 +203,8 @@ def best_f1_dice(values, roi, *, n_thresholds: int | None = None) -> tuple[float
 
     Examples
     --------
-    >>> best_f1_dice([0.9, 0.8, 0.8, 0.1], [1, 1, 0, 0])  # t = 0.9: 2·1 / (1 + 2)
-    (0.6666666666666666, 0.9)
+    >>> best_f1_dice([0.9, 0.8, 0.8, 0.1], [1, 1, 0, 0])  # t = 0.8 selects 3 voxels: 2·2 / (3 + 2)
+    (0.8, 0.8)
     """
     v, y = _flat(values, roi)
     if v.size == 0 or not y.any():
