@@ -95,8 +95,9 @@ def test_metrics_recomputed_from_the_written_files(quick_demo):
         for k in (1, 2, 3):
             t, p = test[f"score_{k}_true"].to_numpy(), test[f"score_{k}_pred"].to_numpy()
             entry = m["prediction"][mode][f"score_{k}"]
-            assert entry["mse"] == pytest.approx(np.mean((t - p) ** 2), rel=1e-5)  # CSV rounding
-            assert entry["r2_pearson"] == pytest.approx(np.corrcoef(t, p)[0, 1] ** 2, rel=1e-5)
+            # the run computed them from float32 arrays; the CSV holds 8 digits
+            assert entry["mse"] == pytest.approx(np.mean((t - p) ** 2), rel=1e-4)
+            assert entry["r2_pearson"] == pytest.approx(np.corrcoef(t, p)[0, 1] ** 2, rel=1e-4)
 
 
 def test_report_embeds_the_figures(quick_demo):
