@@ -5,7 +5,9 @@ from sklearn.base import clone
 
 from deeplsm.classical import MassUnivariateLSM
 from deeplsm.classical import _stats as S
+from deeplsm.cohort import LesionCohort
 from deeplsm.exceptions import DeepLSMError
+from tests.classical._brute import brute_force_vlsm_t
 
 
 def _scores(rng, X, ties=True):
@@ -289,3 +291,59 @@ def test_bad_inputs(X, rng):
         est.fit(X, _scores(rng, X), covariates=np.ones((40, 1)))
     with pytest.raises(DeepLSMError, match="binary"):
         est.fit(X * 2, _scores(rng, X))
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_permutation_pvalues_with_ties_match_a_brute_force_loop(seed):
+    """Few subjects and rounded scores: many permutations tie the observed maximum exactly.
+
+    A plain float64 loop over the same permutations (tests/classical/_brute.py) counts those
+    ties; the estimator's float32 maxima must count them too, for every permutation p-value.
+    Without the tie tolerance, p_FWE came out 15/301 too small at two voxels for seed 0.
+    """
+    rng = np.random.default_rng(3 + seed)
+    n, shape, n_perm = 12, (4, 5, 6), 300
+    data = (rng.random((n, *shape)) < 0.4).astype(np.uint8)
+    y = np.round(rng.normal(size=n) + 2 * data[:, 1, 2, 3])
+    cohort = LesionCohort([f"s{i}" for i in range(n)], data, np.eye(4))
+    ref = brute_force_vlsm_t(data, y, min_subjects=3, seed=seed, n_permutations=n_perm, cfwer_v=3,
+                             cluster_p=0.05)
+    X = data.reshape(n, -1)[:, ref["mask"]] > 0
+    np.testing.assert_allclose(  # the brute-force t is scipy's
+        ref["t"][:10], [stats.ttest_ind(y[x], y[~x]).statistic for x in X.T[:10]], rtol=1e-12)
+    ext_max = np.abs(ref["t"]).max()
+    assert np.sum(np.isclose(ref["null_max"], ext_max, rtol=1e-9)) >= 2  # ties really occur
+
+    kw = dict(test="t", min_subjects=3, n_permutations=n_perm, random_state=seed)
+    fwe = MassUnivariateLSM(correction="fwe", **kw).fit(cohort, y)
+    assert np.array_equal(fwe.mask_.ravel(), ref["mask"])
+    np.testing.assert_allclose(fwe.statistic_.ravel()[ref["mask"]], ref["t"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(fwe.null_max_, ref["null_max"], rtol=1e-5)
+
+    def counts(p):  # p = (1 + count) / (1 + n_perm), stored as float32: compare the counts
+        return np.rint(np.asarray(p, dtype=np.float64) * (n_perm + 1)).astype(int)
+
+    np.testing.assert_array_equal(counts(fwe.p_fwe_.ravel()[ref["mask"]]), counts(ref["p_fwe"]))
+    cfwer = MassUnivariateLSM(correction="cfwer", cfwer_v=3, **kw).fit(cohort, y)
+    np.testing.assert_array_equal(counts(cfwer.p_cfwer_.ravel()[ref["mask"]]), counts(ref["p_cfwer"]))
+    cluster = MassUnivariateLSM(correction="cluster", cluster_p=0.05, **kw).fit(cohort, y)
+    assert ref["n_clusters"] >= 2
+    np.testing.assert_array_equal(counts(cluster.p_cluster_.ravel()[ref["mask"]]),
+                                  counts(ref["p_cluster"]))
+    # the reported threshold agrees with the p-values: voxels above it are the significant ones
+    sig = fwe.p_fwe_[fwe.mask_] <= 0.05
+    assert np.array_equal(np.abs(fwe.statistic_[fwe.mask_]) > fwe.threshold_, sig)
+
+
+def test_exceedance_pvalues_count_float32_ties():
+    exceedance_pvalues, null_threshold, TIE_RTOL = S.exceedance_pvalues, S.null_threshold, S.TIE_RTOL
+    observed = np.array([2.0, 3.0, -1.0])
+    null = np.array([2.0, 2.0, 1.0, 3.0]).astype(np.float32) * np.float32(1 - 3e-7)  # float32 rounding
+    # without a tolerance the rounded copies of 2.0 and 3.0 are missed
+    np.testing.assert_allclose(exceedance_pvalues(observed, null), [2 / 5, 1 / 5, 5 / 5])
+    np.testing.assert_allclose(exceedance_pvalues(observed, null, rtol=TIE_RTOL), [4 / 5, 2 / 5, 5 / 5])
+    np.testing.assert_allclose(exceedance_pvalues([5.0], [4.0, 5.0, 6.0]), [3 / 4])  # integers: exact
+    # 19 permutations: p <= 0.05 needs every null value beaten, ties included
+    c = null_threshold(np.arange(19.0), 0.05, rtol=TIE_RTOL)
+    assert exceedance_pvalues([18.0 * (1 + 0.5 * TIE_RTOL)], np.arange(19.0), rtol=TIE_RTOL)[0] > 0.05
+    assert c > 18.0 and exceedance_pvalues([c * (1 + 1e-6)], np.arange(19.0), rtol=TIE_RTOL)[0] <= 0.05

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from deeplsm.cli import main
+from tests.classical._brute import brute_force_svr, brute_force_vlsm_t
 
 LESYMAP = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "lesymap-lesions"
 
@@ -67,14 +68,49 @@ def test_vlsm_regression_with_covariates_and_fraction(files):
                  "--permutations", "0"]) == 0
 
 
+def _inputs(files):
+    """The lesion maps (subjects in file order) and the score table the CLI reads."""
+    paths = sorted((files / "lesions").glob("sub-*_lesion.nii.gz"))
+    data = np.stack([np.asarray(nib.load(p).dataobj) > 0 for p in paths]).astype(np.uint8)
+    scores = pd.read_csv(files / "scores.csv").set_index("subject")
+    assert list(scores.index) == [p.name.split("_")[0] for p in paths]
+    return data, scores
+
+
+def _counts(path, mask, n_perm):
+    """Exceedance counts from a written p-value map: p = (1 + count) / (1 + n_perm)."""
+    p = np.asarray(nib.load(path).dataobj, dtype=np.float64).ravel()[mask]
+    return np.rint(p * (n_perm + 1)).astype(int) - 1
+
+
 def test_vlsm_cluster_and_cfwer(files):
+    """The written cluster-FWE, CFWER and FWE maps equal a brute-force permutation loop over the
+    same permutations (seed 0 for the first output)."""
+    data, scores = _inputs(files)
+    out = files / "out"
     assert _run(files, "--permutations", "19", "--correction", "cluster", "--cluster-p", "0.05",
                 "--outputs", "naming") == 0
-    assert (files / "out" / "naming_p_cluster.nii.gz").exists()
+    ref = brute_force_vlsm_t(data, scores["naming"].to_numpy(), min_subjects=3, seed=0,
+                             n_permutations=19, cfwer_v=3, cluster_p=0.05)
+    mask = ref["mask"]
+    np.testing.assert_array_equal(np.asarray(nib.load(out / "mask.nii.gz").dataobj).ravel() > 0, mask)
+    np.testing.assert_allclose(np.asarray(nib.load(out / "naming_stat.nii.gz").dataobj).ravel()[mask],
+                               ref["t"], rtol=1e-5, atol=1e-6)
+    assert ref["n_clusters"] >= 2 and (ref["p_cluster"] < 1).any()
+    np.testing.assert_array_equal(_counts(out / "naming_p_cluster.nii.gz", mask, 19),
+                                  _counts_of(ref["p_cluster"], 19))
+    np.testing.assert_array_equal(_counts(out / "naming_p_fwe.nii.gz", mask, 19),
+                                  _counts_of(ref["p_fwe"], 19))
     assert _run(files, "--permutations", "19", "--correction", "cfwer", "--cfwer-v", "3",
                 "--outputs", "naming") == 0
-    assert (files / "out" / "naming_p_cfwer.nii.gz").exists()
-    assert not (files / "out" / "naming_p_cluster.nii.gz").exists()  # the folder was replaced
+    np.testing.assert_array_equal(_counts(out / "naming_p_cfwer.nii.gz", mask, 19),
+                                  _counts_of(ref["p_cfwer"], 19))
+    assert (_counts_of(ref["p_cfwer"], 19) < _counts_of(ref["p_fwe"], 19)).any()  # v = 3 matters
+    assert not (out / "naming_p_cluster.nii.gz").exists()  # the folder was replaced
+
+
+def _counts_of(p, n_perm):
+    return np.rint(np.asarray(p) * (n_perm + 1)).astype(int) - 1
 
 
 def test_svr_writes_maps(files):
@@ -86,6 +122,21 @@ def test_svr_writes_maps(files):
         assert nib.load(files / "svr" / f"naming_{suffix}.nii.gz").shape == (7, 8, 9)
     s = json.loads((files / "svr" / "summary.json").read_text())
     assert s["outputs"]["naming"]["n_support_vectors"] > 0
+    # values: sklearn's RBF SVR refitted from scratch, for the map and for every permutation
+    data, scores = _inputs(files)
+    ref = brute_force_svr(data, scores["naming"].to_numpy(), min_subjects=3, seed=0, n_permutations=20)
+    mask = ref["mask"]
+    beta = np.asarray(nib.load(files / "svr" / "naming_stat.nii.gz").dataobj, dtype=np.float64).ravel()
+    np.testing.assert_allclose(beta[mask], ref["beta"], atol=1e-4)
+    assert np.abs(beta[~mask]).max() == 0
+    for suffix, key in (("p", "p_counts"), ("p_fwe", "p_fwe_counts")):
+        got = _counts(files / "svr" / f"naming_{suffix}.nii.gz", mask, 20)
+        lo, hi = ref[key]
+        assert np.all((lo <= got) & (got <= hi)), suffix
+        assert (lo < 20).any() and (hi > 0).any()  # not trivially all or nothing
+    thresholded = np.asarray(nib.load(files / "svr" / "naming_thresholded.nii.gz").dataobj).ravel()
+    p_fwe = np.asarray(nib.load(files / "svr" / "naming_p_fwe.nii.gz").dataobj).ravel()
+    np.testing.assert_array_equal(thresholded[mask] != 0, p_fwe[mask] <= 0.05)
 
 
 @pytest.mark.parametrize(("extra", "message"), [

@@ -68,8 +68,8 @@ def test_explain_then_evaluate(tiny_run, tmp_path, capsys):
     res = json.loads(out.read_text())
     assert "mask" in res and "restricted to the mask" in res["mask"]
     r = res["results"]["occlusion"]["score_2"]
-    for key in ("pr_auc", "average_precision", "prevalence", "cdc", "dice_best", "peak_distance_mm",
-                "com_distance_mm", "precision", "recall", "thresholds"):
+    for key in ("pr_auc", "average_precision", "pr_auc_trapezoid", "prevalence", "cdc", "dice_best",
+                "peak_distance_mm", "com_distance_mm", "precision", "recall", "thresholds"):
         assert key in r
     assert len(r["precision"]) == 1000 and r["label"] == 2
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"

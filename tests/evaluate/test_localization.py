@@ -10,9 +10,10 @@ from deeplsm.evaluate import (
     continuous_dice,
     evaluate_map,
     evaluate_maps,
-    pr_auc,
+    pr_auc_trapezoid,
     pr_curve,
 )
+from deeplsm.evaluate._figures import curve_points
 from deeplsm.exceptions import DeepLSMError
 
 SHAPE = (7, 8, 9)
@@ -45,32 +46,110 @@ def test_cdc_scaled_roi_is_one_and_zero_map_is_zero(roi):
     assert continuous_dice(roi, b) == 0.0
 
 
-def test_pr_auc_perfect_and_blocky_perfect_map(roi):
+def brute_force_ap(values, roi) -> float:
+    """Average precision written out: for each distinct value t from high to low, the binary
+    map ``values >= t`` (ties enter together); AP = sum of (R_k - R_{k-1}) * P_k, R_0 = 0."""
+    v = np.asarray(values, dtype=float).ravel()
+    y = np.asarray(roi).ravel() > 0
+    ap, r_prev = 0.0, 0.0
+    for t in sorted(set(v.tolist()), reverse=True):
+        sel = v >= t
+        tp = int((sel & y).sum())
+        p, r = tp / int(sel.sum()), tp / int(y.sum())
+        ap += (r - r_prev) * p
+        r_prev = r
+    return ap
+
+
+def brute_force_best_dice(values, roi) -> float:
+    v = np.asarray(values, dtype=float).ravel()
+    y = np.asarray(roi).ravel() > 0
+    return max(2 * int(((v >= t) & y).sum()) / (int((v >= t).sum()) + int(y.sum()))
+               for t in set(v.tolist()))
+
+
+def test_perfect_and_blocky_perfect_maps_score_one(roi):
     p, r, _ = pr_curve(roi.astype(float), roi)
-    assert pr_auc(p, r) == pytest.approx(1.0)
-    # blocky: all ROI voxels tie at the max with a few extra voxels; anchored at recall 0
+    assert average_precision(roi.astype(float), roi) == pytest.approx(1.0)
+    assert pr_auc_trapezoid(p, r) == pytest.approx(1.0)
+    # blocky: all ROI voxels tie at the max, every other voxel below them
     blocky = roi.astype(float) * 0.8
     blocky[roi] = 1.0
     p, r, _ = pr_curve(blocky, roi)
-    assert pr_auc(p, r) == pytest.approx(1.0)
+    assert pr_auc_trapezoid(p, r) == pytest.approx(1.0)
     assert average_precision(blocky, roi) == pytest.approx(1.0)
+    assert evaluate_map(_img(blocky), _img(roi), "none")["pr_auc"] == pytest.approx(1.0)
 
 
-def test_random_map_pr_auc_near_prevalence(rng):
+@pytest.mark.parametrize("kind", ["zero", "constant", "negative constant"])
+def test_flat_maps_score_the_prevalence(roi, kind):
+    """A map that finds nothing must not score above chance (the old trapezoid anchored at
+    (recall 0, precision 1) gave 0.518 here, against a prevalence of 0.036)."""
+    value = {"zero": 0.0, "constant": 0.3, "negative constant": -2.0}[kind]
+    flat = np.full(SHAPE, value)
+    prevalence = 18 / 504
+    assert roi.mean() == pytest.approx(prevalence)
+    res = evaluate_map(_img(flat), _img(roi), "none")
+    assert res["pr_auc"] == pytest.approx(prevalence)
+    assert res["average_precision"] == pytest.approx(prevalence)
+    assert res["pr_auc_trapezoid"] == pytest.approx(prevalence)
+    assert res["prevalence"] == pytest.approx(prevalence)
+    assert brute_force_ap(flat, roi) == pytest.approx(prevalence)
+    # the only binary map a flat map gives is every voxel: Dice 2p / (1 + p)
+    assert res["dice_best"] == pytest.approx(2 * prevalence / (1 + prevalence))
+
+
+def test_random_map_scores_about_the_prevalence(rng):
     y = rng.random(200_000) < 0.05
     v = rng.random(200_000)
     p, r, _ = pr_curve(v, y)
-    assert pr_auc(p, r) == pytest.approx(y.mean(), abs=0.01)
+    assert average_precision(v, y) == pytest.approx(y.mean(), abs=0.005)
+    assert pr_auc_trapezoid(p, r) == pytest.approx(y.mean(), abs=0.005)
+    roi = np.zeros(SHAPE, bool)  # the 7x8x9 case: a few hundred voxels, so many maps
+    roi[2:4, 3:6, 4:7] = True
+    aps = [average_precision(rng.random(SHAPE), roi) for _ in range(200)]
+    assert np.mean(aps) == pytest.approx(roi.mean(), abs=0.02)
 
 
-def test_precision_recall_match_sklearn(rng):
+def test_blocky_map_with_ties_hand_value_sklearn_and_brute_force(roi):
+    """A block of 12 voxels tied at 1 holds 6 of the 18 ROI voxels (a third); everything else is 0.
+
+    Step-wise AP: (1/3) * 6/12 + (2/3) * 18/504 = 0.190. The old trapezoid from (0, 1) gave 0.429;
+    the trapezoid kept for the figure starts at the block's precision instead: 0.357.
+    """
+    block = np.zeros(SHAPE)
+    block[1:5, 3:6, 4:5] = 1.0
+    assert (block > 0).sum() == 12 and ((block > 0) & roi).sum() == 6
+    prevalence = 18 / 504
+    expected = (1 / 3) * 0.5 + (2 / 3) * prevalence
+    res = evaluate_map(_img(block), _img(roi), "none")
+    assert res["pr_auc"] == pytest.approx(expected, abs=1e-12)
+    assert res["pr_auc"] == pytest.approx(average_precision_score(roi.ravel(), block.ravel()), abs=1e-12)
+    assert res["pr_auc"] == pytest.approx(brute_force_ap(block, roi), abs=1e-12)
+    expected_trapezoid = (1 / 3) * 0.5 + (2 / 3) * (0.5 + prevalence) / 2
+    assert res["pr_auc_trapezoid"] == pytest.approx(expected_trapezoid, abs=1e-9)
+    # best Dice: the block alone, 2 * 6 / (12 + 18)
+    assert res["dice_best"] == pytest.approx(0.4) and res["dice_best_threshold"] == 1.0
+
+
+def test_ap_and_curve_with_ties_against_independent_values(rng):
     v = rng.integers(0, 6, size=60) / 5.0  # ties on purpose
     y = rng.random(60) < 0.3
     sk_p, sk_r, sk_t = precision_recall_curve(y, v)
     p, r, _ = pr_curve(v, y, thresholds=sk_t)
     np.testing.assert_allclose(p, sk_p[:-1])
     np.testing.assert_allclose(r, sk_r[:-1])
-    assert average_precision(v, y) == pytest.approx(average_precision_score(y, v))
+    assert average_precision(v, y) == pytest.approx(brute_force_ap(v, y), abs=1e-12)
+    assert best_f1_dice(v, y)[0] == pytest.approx(brute_force_best_dice(v, y), abs=1e-12)
+
+
+def test_trapezoid_starts_at_the_highest_thresholds_precision():
+    # highest threshold: precision 0.5 at recall 0.5, then (1.0, 0.25)
+    assert pr_auc_trapezoid([0.5, 0.25], [0.5, 1.0]) == pytest.approx(0.5 * 0.5 + 0.5 * 0.375)
+    rec, pre = curve_points({"recall": [0.5, 1.0], "precision": [0.5, 0.25]})
+    assert rec == [0.0, 0.5, 1.0] and pre == [0.5, 0.5, 0.25]
+    rec, pre = curve_points({"recall": [0.0, 1.0], "precision": [0.0, 0.25]})
+    assert rec == [0.0, 1.0] and pre == [0.0, 0.25]  # already at recall 0: unchanged
 
 
 def test_pr_curve_thresholds_from_max_to_min(rng, roi):
@@ -81,11 +160,17 @@ def test_pr_curve_thresholds_from_max_to_min(rng, roi):
     assert np.all(np.diff(r) >= 0)
 
 
-def test_best_f1_dice(roi):
+def test_best_f1_dice(roi, rng):
     v = roi * 1.0
     v[0, 0, :3] = 0.5
     dice, thr = best_f1_dice(v, roi)
     assert dice == 1.0 and thr > 0.5
+    # every distinct value is a candidate threshold, even where evenly spaced ones skip it
+    v = rng.random(SHAPE) * 0.01
+    v[0, 0, 0] = 100.0  # one outlier squeezes the other values below the first grid step
+    v[roi] += 0.02
+    assert best_f1_dice(v, roi)[0] == pytest.approx(brute_force_best_dice(v, roi))
+    assert best_f1_dice(v, roi)[0] > best_f1_dice(v, roi, n_thresholds=1000)[0]
 
 
 def _img(data, affine=None):

@@ -46,6 +46,43 @@ def test_save_and_reload_group_maps(tmp_path, rng):
     assert manifest["n_subjects"] == 4 and len(manifest["maps"]) == 2
 
 
+@pytest.mark.parametrize("content", ['{"maps": [{"method": "ig", "out', "[]", '{"maps": [{"file": 1}]}'])
+def test_corrupt_manifest_is_an_error_before_anything_is_written(tmp_path, rng, content):
+    """A maps.json that cannot be read used to be dropped silently (and the maps it listed with
+    it); now saving into, or loading from, that folder says so and changes nothing."""
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    (maps / "maps.json").write_text(content)
+    sums = {("ig", "score_1"): rng.normal(size=SHAPE)}
+    with pytest.raises(DeepLSMError, match=r"maps\.json: the maps manifest is unreadable"):
+        save_group_maps(sums, np.eye(4), maps, n_subjects=2)
+    assert sorted(p.name for p in maps.iterdir()) == ["maps.json"]  # nothing written
+    assert (maps / "maps.json").read_text() == content
+    with pytest.raises(DeepLSMError, match="unreadable"):
+        load_group_sums(maps)
+
+
+def test_manifest_keeps_maps_written_earlier(tmp_path, rng):
+    maps = tmp_path / "maps"
+    save_group_maps({("ig", "score_1"): rng.normal(size=SHAPE)}, np.eye(4), maps, n_subjects=2)
+    save_group_maps({("occlusion", "score_1"): rng.normal(size=SHAPE)}, np.eye(4), maps, n_subjects=2)
+    assert set(load_group_sums(maps)) == {("ig", "score_1"), ("occlusion", "score_1")}
+
+
+def test_explain_run_stops_on_a_corrupt_manifest_before_computing(tmp_path, rng, monkeypatch):
+    _, fake = make_fake_run(tmp_path / "run", rng, multi=False)
+    monkeypatch.setitem(sys.modules, "deeplsm.train", fake)
+    (tmp_path / "run" / "maps").mkdir()
+    (tmp_path / "run" / "maps" / "maps.json").write_text("{not json")
+
+    def boom(*args, **kwargs):
+        raise AssertionError("attributions computed despite the corrupt manifest")
+
+    monkeypatch.setattr("deeplsm.explain._run.explain_cohort", boom)
+    with pytest.raises(DeepLSMError, match="unreadable"):
+        explain_run(tmp_path / "run", methods=("occlusion",), window=3, stride=2, verbose=False)
+
+
 def _vols(rng, n=3):
     return (rng.random((n, *SHAPE)) < 0.05).astype(np.uint8)
 

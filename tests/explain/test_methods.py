@@ -156,6 +156,26 @@ def test_gradient_shap_noise_tunnel(tiny_net, sparse_volumes):
         gs.attribute(sparse_volumes, target=0, nt_samples=2, nt_type="sq")
 
 
+@pytest.mark.parametrize(("nt_samples", "stdevs"), [(8, 0.2), (2, 0.4)])
+def test_gradient_shap_noise_tunnel_moments_on_a_linear_model(nt_samples, stdevs):
+    """For f(x) = sum(W * x), GradientSHAP of a noisy input x + e (zero baseline) is W * (x + e)
+    whatever its own samples, so smoothgrad_sq over ``nt_samples`` noise draws of standard
+    deviation ``stdevs`` gives W^2 * mean_k (x + e_k)^2: mean W^2 (x^2 + s^2), and at x = 0 a
+    variance of 2 s^4 / nt_samples (a scaled chi-square)."""
+    rng = np.random.default_rng(0)
+    w = rng.uniform(0.5, 1.5, size=(3, *SHAPE))
+    x = np.zeros((6, 1, *SHAPE), np.float32)
+    x[:, :, ::3] = 1.0  # a third of the voxels lesioned
+    a = GradientShapMap(LinearNet(w)).attribute(torch.from_numpy(x), target=1, n_samples=3,
+                                                nt_samples=nt_samples, stdevs=stdevs, random_state=0)
+    u = (a.numpy() / w[1] ** 2)[:, 0]  # mean_k (x + e_k)^2 per voxel
+    off, on = u[x[:, 0] == 0], u[x[:, 0] == 1]
+    s2 = stdevs ** 2
+    assert off.mean() == pytest.approx(s2, rel=0.05)
+    assert on.mean() == pytest.approx(1 + s2, rel=0.02)
+    assert off.var() == pytest.approx(2 * s2 ** 2 / nt_samples, rel=0.2)
+
+
 def test_mm_to_voxels():
     assert mm_to_voxels(13.3, (1.6667, 1.6667, 1.6667)) == (8, 8, 8)
     assert mm_to_voxels(1.0, (3.3, 2.0, 1.0)) == (1, 1, 1)

@@ -80,6 +80,36 @@ def test_explain_images_shapes_and_predicted_class():
     assert set(maps1) == {(o, "occlusion") for o in task.names}
 
 
+@pytest.mark.parametrize("predicted", [1, 3])
+def test_multiclass_output_is_explained_for_the_predicted_class(predicted):
+    """The ethnicity map is captum's occlusion of the class the network predicts (its softmax
+    column), not of class 0: checked against captum.attr.Occlusion on the 2D net directly."""
+    from captum.attr import Occlusion
+
+    torch.manual_seed(0)
+    task = face_task()
+    net = build_net(task, dims=2).eval()
+    cols = task.columns["ethnicity"]
+    ds = make_synthetic_faces(2, image_size=16, random_state=0)
+    x = torch.from_numpy(ds.images.astype(np.float32) / 255.0)
+    with torch.no_grad():  # just enough bias for class `predicted` to win on every image
+        z = net.logits(x)[:, cols]
+        gap = (z.max(1).values - z[:, predicted]).max()
+        net.head.branches[task.names.index("ethnicity")][-1].bias[predicted] += gap + 0.05
+        assert (net(x)[:, cols].argmax(1) == predicted).all()
+    maps = explain_images({"multi": net}, task, ds.images, methods=("occlusion",), window=3, stride=2)
+    occ = Occlusion(net)
+
+    def reference(target):
+        a = occ.attribute(x, sliding_window_shapes=(3, 3, 3), strides=(3, 2, 2), baselines=0.0,
+                          target=target)
+        return a.sum(1).abs().numpy()
+
+    got = maps[("ethnicity", "occlusion")]
+    np.testing.assert_allclose(got, reference(cols[predicted]), atol=1e-6)
+    assert np.abs(got - reference(cols[0])).max() > 1e-4  # class 0's map is another map
+
+
 def test_run_faces_rejects_bad_settings(tmp_path):
     ds = make_synthetic_faces(20, image_size=16, random_state=0)
     with pytest.raises(DeepLSMError, match="mode must be one of"):

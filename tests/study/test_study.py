@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 
+import nibabel as nib
+import numpy as np
+import pandas as pd
 import pytest
 
 from deeplsm.cli import main
@@ -47,6 +51,54 @@ def test_metrics_schema_is_complete_and_finite(quick_demo):
                   "explain_single", "vlsm", "svr", "ridge", "evaluate", "report"):
         assert _finite(m["timings_s"][stage])
     assert "torch" in m["versions"] and m["config"]["cohort"]["n_subjects"] == 120
+
+
+def _brain_mask_like(img) -> np.ndarray:
+    """nilearn's MNI152 brain mask, nearest-resampled to the grid of ``img`` (as documented)."""
+    from nilearn.datasets import load_mni152_brain_mask
+    from nilearn.image import resample_to_img
+
+    res = resample_to_img(load_mni152_brain_mask(resolution=1), img, interpolation="nearest",
+                          force_resample=True, copy_header=True)
+    return np.asarray(res.dataobj) > 0
+
+
+def test_metrics_recomputed_from_the_written_files(quick_demo):
+    """metrics.json against the written maps, ROI image and predictions, recomputed with
+    sklearn/numpy directly (not with deeplsm.evaluate)."""
+    from sklearn.metrics import average_precision_score
+
+    m = json.loads((quick_demo / "metrics.json").read_text())
+    rois_img = nib.load(quick_demo / "simulation" / "rois.nii.gz")
+    labels = np.asarray(rois_img.dataobj)
+    mask = _brain_mask_like(rois_img)
+    checked = 0
+    for method, path in (("vlsm", "maps/classical/vlsm_{}.nii.gz"),
+                         ("multi_occlusion", "maps/multi/occlusion_{}.nii.gz")):
+        for k in (1, 2, 3):
+            score = f"score_{k}"
+            values = np.asarray(nib.load(quick_demo / path.format(score)).dataobj, dtype=np.float64)
+            y = labels[mask] == k
+            ap = average_precision_score(y, values[mask])
+            loc = m["localization"][method][score]
+            assert loc["pr_auc"] == pytest.approx(ap, abs=1e-9), (method, score)
+            assert loc["prevalence"] == pytest.approx(y.mean(), abs=1e-12)
+            b, a = np.maximum(values[mask], 0), y.astype(float)
+            if (a * b).sum() > 0:  # continuous Dice, Shamir et al.
+                c = (a * b).sum() / (a * np.sign(b)).sum()
+                assert loc["cdc"] == pytest.approx(2 * (a * b).sum() / (c * a.sum() + b.sum()), abs=1e-9)
+            checked += 1
+    assert checked == 6
+    for mode in ("multi", "single"):
+        preds = pd.read_csv(quick_demo / "train" / mode / "predictions.csv")
+        test = preds[preds["split"] == "test"]
+        assert len(test) == round(0.2 * 120)
+        for k in (1, 2, 3):
+            t, p = test[f"score_{k}_true"].to_numpy(), test[f"score_{k}_pred"].to_numpy()
+            entry = m["prediction"][mode][f"score_{k}"]
+            # the run computed them from float32 arrays; the CSV holds 8 digits
+            assert entry["mse"] == pytest.approx(np.mean((t - p) ** 2), rel=1e-4)
+            assert entry["r2_pearson"] == pytest.approx(np.corrcoef(t, p)[0, 1] ** 2, rel=1e-4)
 
 
 def test_report_embeds_the_figures(quick_demo):
@@ -290,3 +342,59 @@ def test_svr_score_volume_correction_predicts_on_the_score_scale(quick_demo, tmp
         pred = SVR(C=30, gamma=5, epsilon=0.1).fit(X[tv], resid * k).predict(X) / k
         expected = pred + np.polyval(b, vol) - y[tv].mean()
         np.testing.assert_allclose(table[f"{s}_pred"], expected, atol=1e-3 * np.ptp(y))
+
+
+def test_rerun_reports_only_this_runs_numbers(tmp_path):
+    """A rerun in the same folder without a method, or without ground truth, must not report
+    the earlier run's localisation numbers (they came from a stale evaluation.json)."""
+    cfg = demo_config(quick=True)
+    cfg["models"]["modes"] = []  # classical methods only: fast
+    cfg["classical"]["methods"] = ["vlsm", "svr"]
+    out = tmp_path / "study"
+    first = run_study(cfg, out, verbose=False)
+    assert set(first["localization"]) == {"vlsm", "svr"}
+    assert json.loads((out / "evaluation.json").read_text())["key"]
+
+    cfg["classical"]["methods"] = ["vlsm"]  # svr's maps stay on disk, but not in this run
+    second = run_study(cfg, out, verbose=False)
+    assert set(second["localization"]) == {"vlsm"}
+    assert second["localization"]["vlsm"] == first["localization"]["vlsm"]
+    assert "svr" not in json.loads((out / "evaluation.json").read_text())["results"]
+    assert "<td>svr</td>" not in (out / "report.html").read_text()
+
+    scores = tmp_path / "scores.csv"  # the same scores, but this time without a ROI image
+    shutil.copy(out / "simulation" / "scores.csv", scores)
+    cfg["scores"]["source"] = str(scores)
+    third = run_study(cfg, out, verbose=False)
+    assert third["localization"] == {}
+    assert json.loads((out / "metrics.json").read_text())["localization"] == {}
+    assert not (out / "evaluation.json").exists()
+    assert "Localisation" not in (out / "report.html").read_text()
+
+
+def test_build_metrics_matches_stage_keys(tmp_path):
+    """Numbers on disk count only when the stage that wrote them carries this run's key."""
+    from deeplsm.report import build_metrics
+
+    cfg = make_config({"models": {"modes": ["multi"]}, "explain": {"methods": ["ig"]},
+                       "classical": {"methods": ["vlsm"]}})
+    out = tmp_path / "s"
+    (out / "stages").mkdir(parents=True)
+    (out / "train" / "multi").mkdir(parents=True)
+    (out / "train" / "multi" / "metrics.json").write_text(json.dumps(
+        {"test": {"score_1": {"mse": 0.5, "r2_pearson": 0.25, "pearson_p": 0.01, "r2_score": 0.2}}}))
+    (out / "stages" / "train_multi.json").write_text(json.dumps({"stage": "train_multi", "key": "t1"}))
+    loc = {"pr_auc": 0.3, "cdc": 0.2}
+    (out / "evaluation.json").write_text(json.dumps(
+        {"key": "e1", "results": {"multi_ig": {"score_1": loc}, "svr": {"score_1": loc}}}))
+    study = Study(cfg, out, verbose=False)
+    study.keys = {"train_multi": "t1", "evaluate": "e1"}
+    m = build_metrics(study)
+    assert m["prediction"]["multi"]["score_1"] == {"mse": 0.5, "r2_pearson": 0.25, "p_value": 0.01,
+                                                   "r2": 0.2}
+    assert set(m["localization"]) == {"multi_ig"}  # svr is not in this configuration
+    assert m["localization"]["multi_ig"]["score_1"]["pr_auc"] == 0.3
+    study.keys = {"train_multi": "t2", "evaluate": "e2"}  # another run's stages
+    assert build_metrics(study) == {"prediction": {}, "localization": {}}
+    study.keys = {"train_multi": "t1"}  # this run has no evaluate stage (no ground truth)
+    assert build_metrics(study)["localization"] == {}

@@ -269,3 +269,33 @@ def test_cohort_cache_round_trip(multi_run, tiny):
     cohort, _ = tiny
     saved = LesionCohort.load(multi_run / "cohort.lesions.npz")
     assert saved.subject_ids == cohort.subject_ids and np.array_equal(saved.data, cohort.data)
+
+
+def test_pretrained_weights_are_the_starting_point(tmp_path, tiny):
+    """A MedicalNet checkpoint sets the backbone: after one epoch at a negligible learning rate
+    the trained first convolution still equals the checkpoint's, and differs without it."""
+    from deeplsm.models import build_resnet10_3d
+
+    torch.manual_seed(123)
+    src = build_resnet10_3d()
+    with torch.no_grad():
+        for p in src.parameters():
+            p.normal_(0.0, 0.05)
+    ckpt = tmp_path / "resnet_10.pth"  # MedicalNet's layout: DataParallel "module." names
+    torch.save({"state_dict": {f"module.{k}": v for k, v in src.state_dict().items()}}, ckpt)
+    module = LSMModule([{"name": "a"}], weights=str(ckpt))
+    assert torch.equal(module.net.backbone.conv1.weight, src.conv1.weight)
+    assert not torch.allclose(LSMModule([{"name": "a"}]).net.backbone.conv1.weight, src.conv1.weight)
+
+    cohort, scores = tiny
+    runs = {}
+    for name, weights in (("pretrained", ckpt), ("scratch", None)):
+        out = tmp_path / name
+        train_run(out, cohort, scores, outputs=["score_a"], mode="multi", seed=0, weights=weights,
+                  overrides={"max_epochs": 1, "batch_size": 8, "lr": 1e-12, "weight_decay": 0.0},
+                  verbose=False)
+        runs[name] = load_trained(out).models["multi"].backbone
+    torch.testing.assert_close(runs["pretrained"].conv1.weight, src.conv1.weight, rtol=0, atol=1e-8)
+    torch.testing.assert_close(runs["pretrained"].layer4[0].conv1.weight, src.layer4[0].conv1.weight,
+                               rtol=0, atol=1e-8)
+    assert (runs["scratch"].conv1.weight - src.conv1.weight).abs().max() > 0.01

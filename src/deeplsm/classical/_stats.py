@@ -74,15 +74,39 @@ def bonferroni(p: np.ndarray, n_tests: int | None = None) -> np.ndarray:
     return np.minimum(1.0, p * (p.size if n_tests is None else n_tests))
 
 
-def exceedance_pvalues(observed: np.ndarray, null: np.ndarray) -> np.ndarray:
-    """``(1 + #{null >= observed}) / (1 + n_null)`` for each observed value."""
-    srt = np.sort(np.asarray(null, dtype=np.float64))
-    n_ge = srt.size - np.searchsorted(srt, np.asarray(observed, dtype=np.float64), side="left")
+#: Relative tolerance under which a permuted statistic ties an observed one. Permuted maps are
+#: float32 (observed ones float64): their relative error, measured against the observed maps for
+#: N = 12-800 subjects (t, Welch, Brunner-Munzel), stayed below 1.5e-6. A permutation that swaps
+#: only equal scores reproduces the observed value and must count as "at least as extreme".
+TIE_RTOL = 1e-5
+
+
+def _float32_resolution(x) -> np.ndarray:
+    """Values rounded to float32 (the precision of the permuted statistics), as float64."""
+    return np.asarray(x, dtype=np.float64).astype(np.float32).astype(np.float64)
+
+
+def exceedance_pvalues(observed: np.ndarray, null: np.ndarray, rtol: float = 0.0) -> np.ndarray:
+    """``(1 + #{null >= observed}) / (1 + n_null)`` for each observed value.
+
+    With ``rtol > 0`` both sides are compared at float32 resolution and a null value within
+    ``rtol * |observed|`` below the observed one counts as a tie (an exceedance), so float32
+    rounding of a permuted statistic can never make a p-value too small. Integer statistics
+    (cluster sizes) need ``rtol=0``.
+    """
+    obs = np.asarray(observed, dtype=np.float64)
+    null = np.asarray(null, dtype=np.float64)
+    if rtol:
+        obs, null = _float32_resolution(obs), _float32_resolution(null)
+        obs = obs - rtol * np.abs(obs)
+    srt = np.sort(null)
+    n_ge = srt.size - np.searchsorted(srt, obs, side="left")
     return (1.0 + n_ge) / (1.0 + srt.size)
 
 
-def null_threshold(null: np.ndarray, alpha: float) -> float:
-    """Smallest critical value ``c`` such that any observation ``> c`` has exceedance p <= alpha.
+def null_threshold(null: np.ndarray, alpha: float, rtol: float = 0.0) -> float:
+    """Smallest critical value ``c`` such that any observation ``> c`` has exceedance p <= alpha
+    (with the same tie tolerance ``rtol`` as :func:`exceedance_pvalues`).
 
     Returns ``inf`` when there are too few permutations to reach ``alpha``.
     """
@@ -90,7 +114,10 @@ def null_threshold(null: np.ndarray, alpha: float) -> float:
     k = int(np.floor(alpha * (d.size + 1) + 1e-9)) - 1
     if k < 0:
         return float("inf")
-    return float(d[min(k, d.size - 1)])
+    c = float(d[min(k, d.size - 1)])
+    if rtol:  # an observation within rtol above c still ties it
+        c = c / (1.0 - rtol) if c >= 0 else c / (1.0 + rtol)
+    return c
 
 
 def kth_largest_weighted(values: np.ndarray, counts: np.ndarray | None, k: int) -> np.ndarray:

@@ -224,15 +224,15 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         self.null_max_ = self.null_kth_ = None
         if self.n_permutations > 0:
             p, self.null_max_, self.null_kth_ = self._permute(K, X, y, beta)
-            p_fwe = S.exceedance_pvalues(ext, self.null_max_)
+            p_fwe = S.exceedance_pvalues(ext, self.null_max_, rtol=S.TIE_RTOL)
             if self.null_kth_ is not None:
-                p_cfwer = S.exceedance_pvalues(ext, self.null_kth_)
+                p_cfwer = S.exceedance_pvalues(ext, self.null_kth_, rtol=S.TIE_RTOL)
         if self.correction == "fwe":
-            self.threshold_ = S.null_threshold(self.null_max_, self.alpha)
+            self.threshold_ = S.null_threshold(self.null_max_, self.alpha, rtol=S.TIE_RTOL)
             sig = ext > self.threshold_
         elif self.correction == "cfwer":
             null = self.null_kth_ if self.null_kth_ is not None else self.null_max_
-            self.threshold_ = S.null_threshold(null, self.alpha)
+            self.threshold_ = S.null_threshold(null, self.alpha, rtol=S.TIE_RTOL)
             sig = ext > self.threshold_
         elif p is not None:
             sig = p <= self.alpha

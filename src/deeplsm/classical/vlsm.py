@@ -216,14 +216,15 @@ class MassUnivariateLSM(BaseEstimator):
             if self.correction == "cluster":
                 cl = self._cluster_setup(cohort, mask_flat, df)
             null_max, null_kth, null_cluster = self._permute(engine, n, counts, inverse, cl)
-            p_fwe = S.exceedance_pvalues(ext, null_max)
+            # float32 permuted maxima against float64 observed values: ties need a tolerance
+            p_fwe = S.exceedance_pvalues(ext, null_max, rtol=S.TIE_RTOL)
             if null_kth is not None:
-                p_cfwer = S.exceedance_pvalues(ext, null_kth)
+                p_cfwer = S.exceedance_pvalues(ext, null_kth, rtol=S.TIE_RTOL)
             if cl is not None:
                 full = np.zeros(mask_flat.shape, bool)
                 full[mask_flat] = self._expand(ext, inverse) > cl["thr"]
                 cluster_labels, cluster_sizes = self._clusters(full, cl, self._expand(stat, inverse))
-                size_p = S.exceedance_pvalues(cluster_sizes, null_cluster)
+                size_p = S.exceedance_pvalues(cluster_sizes, null_cluster)  # integers: exact
                 pc = np.ones(mask_flat.shape)
                 for lab, sp in enumerate(size_p, start=1):
                     pc[cluster_labels == lab] = sp
@@ -251,9 +252,9 @@ class MassUnivariateLSM(BaseEstimator):
         else:
             sig = p_cluster <= self.alpha
         if corr == "fwe" or (corr == "cfwer" and null_kth is None):
-            self.threshold_ = S.null_threshold(null_max, self.alpha)
+            self.threshold_ = S.null_threshold(null_max, self.alpha, rtol=S.TIE_RTOL)
         elif corr == "cfwer":
-            self.threshold_ = S.null_threshold(null_kth, self.alpha)
+            self.threshold_ = S.null_threshold(null_kth, self.alpha, rtol=S.TIE_RTOL)
         elif corr == "cluster":
             self.threshold_ = float(self._cluster_thr)
         else:

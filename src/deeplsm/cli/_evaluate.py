@@ -32,9 +32,10 @@ def _labels(text: str) -> dict[str, int]:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate", help="localisation metrics (PR-AUC, cDC, Dice, distances) of maps vs ROIs",
-        description="Score NIfTI maps (ours or any tool's) against binary ROIs: PR curve over 1000 "
-        "thresholds, PR-AUC (trapezoid), average precision, prevalence, continuous Dice, best-F1 "
-        "Dice, peak and centre-of-mass distances in mm; all inside a brain mask.")
+        description="Score NIfTI maps (ours or any tool's) against binary ROIs: PR-AUC as step-wise "
+        "average precision (ties as scikit-learn; a flat map scores the prevalence), the PR curve "
+        "over 1000 thresholds and its trapezoid area (the paper's figure), prevalence, continuous "
+        "Dice, best-F1 Dice, peak and centre-of-mass distances in mm; all inside a brain mask.")
     p.add_argument("--maps", required=True, nargs="+", metavar="PATH",
                    help="a folder of maps (e.g. RUN/maps) or NIfTI files")
     p.add_argument("--truth", required=True, metavar="NIFTI",
@@ -67,14 +68,16 @@ def run(args: argparse.Namespace) -> int:
     write_json(out, ev)
     if not args.no_plot:
         plot_pr_curves(ev, out.with_suffix(".png"))
-    print(f"{'method':<18}{'output':<12}{'PR-AUC':>8}{'AP':>8}{'prev':>8}{'cDC':>8}{'Dice':>8}"
+    print(f"{'method':<18}{'output':<12}{'PR-AUC':>8}{'trapz':>8}{'prev':>8}{'cDC':>8}{'Dice':>8}"
           f"{'peak mm':>9}{'COM mm':>9}")
     for method, per in ev["results"].items():
         for output, r in per.items():
             pk = "-" if r["peak_distance_mm"] is None else f"{r['peak_distance_mm']:.1f}"
             cm = "-" if r["com_distance_mm"] is None else f"{r['com_distance_mm']:.1f}"
-            print(f"{method:<18}{output:<12}{r['pr_auc']:8.3f}{r['average_precision']:8.3f}"
+            print(f"{method:<18}{output:<12}{r['pr_auc']:8.3f}{r['pr_auc_trapezoid']:8.3f}"
                   f"{r['prevalence']:8.4f}{r['cdc']:8.3f}{r['dice_best']:8.3f}{pk:>9}{cm:>9}")
+    print("PR-AUC: step-wise average precision (a flat map scores prev); trapz: trapezoid area "
+          "under the thresholded curve, for the paper's figure", file=sys.stderr)
     print(f"mask: {ev['mask']}", file=sys.stderr)
     print(f"wrote {out}", file=sys.stderr)
     return 0

@@ -42,7 +42,7 @@ def print_summary(metrics: dict, out) -> None:
     loc = metrics.get("localization", {})
     if loc:
         names = sorted({n for per in loc.values() for n in per})
-        w("\nlocalisation PR-AUC / cDC\n")
+        w("\nlocalisation PR-AUC (step-wise average precision) / cDC\n")
         w(f"  {'method':<18}" + "".join(f"{n:>18}" for n in names) + "\n")
         for method, per in loc.items():
             cells = [f"{_f(per.get(n, {}).get('pr_auc'))} / {_f(per.get(n, {}).get('cdc'))}" for n in names]

@@ -2,13 +2,15 @@
 
 from deeplsm.evaluate._figures import plot_pr_curves
 from deeplsm.evaluate._localization import (
+    DEFINITIONS,
+    METRICS_VERSION,
     average_precision,
     best_f1_dice,
     brain_mask_for,
     continuous_dice,
     evaluate_map,
     evaluate_maps,
-    pr_auc,
+    pr_auc_trapezoid,
     pr_curve,
 )
 from deeplsm.evaluate._prediction import (
@@ -19,6 +21,8 @@ from deeplsm.evaluate._prediction import (
 )
 
 __all__ = [
+    "DEFINITIONS",
+    "METRICS_VERSION",
     "average_precision",
     "best_f1_dice",
     "binary_metrics",
@@ -28,7 +32,7 @@ __all__ = [
     "evaluate_maps",
     "multiclass_metrics",
     "plot_pr_curves",
-    "pr_auc",
+    "pr_auc_trapezoid",
     "pr_curve",
     "prediction_metrics",
     "regression_metrics",

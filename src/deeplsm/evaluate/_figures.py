@@ -8,11 +8,22 @@ from pathlib import Path
 from deeplsm._utils import atomic_path
 
 
+def curve_points(result: dict) -> tuple[list[float], list[float]]:
+    """(recall, precision) of one result's curve as drawn: extended flat to recall 0 with the
+    precision of its highest threshold (never from the point (0, 1))."""
+    rec, pre = [float(x) for x in result["recall"]], [float(x) for x in result["precision"]]
+    if rec[0] > 0:
+        rec, pre = [0.0, *rec], [pre[0], *pre]
+    return rec, pre
+
+
 def plot_pr_curves(evaluation: dict, path: str | os.PathLike) -> Path:
     """Draw the PR curves of :func:`evaluate_maps` output into a PNG, atomically.
 
-    Each panel is one output (ROI); each line one method, labelled with its PR-AUC; the dashed
-    line is the prevalence (a random map's precision).
+    Each panel is one output (ROI); each line one method's curve at the evaluated thresholds,
+    extended flat to recall 0 with the precision of its highest threshold, and labelled with its
+    PR-AUC (step-wise average precision); the dashed line is the prevalence (a random map's
+    precision).
     """
     import matplotlib
 
@@ -29,9 +40,8 @@ def plot_pr_curves(evaluation: dict, path: str | os.PathLike) -> Path:
             r = results[method].get(output)
             if r is None:
                 continue
-            rec = [0.0, *list(r["recall"])] if r["recall"][0] > 0 else list(r["recall"])
-            pre = [1.0, *list(r["precision"])] if r["recall"][0] > 0 else list(r["precision"])
-            ax.plot(rec, pre, label=f"{method} (AUC {r['pr_auc']:.3f})")
+            rec, pre = curve_points(r)
+            ax.plot(rec, pre, label=f"{method} (AP {r['pr_auc']:.3f})")
             prevalence = r["prevalence"]
         if prevalence is not None:
             ax.axhline(prevalence, ls="--", color="grey", label=f"random ({prevalence:.4f})")

@@ -26,11 +26,26 @@ __all__ = [
     "continuous_dice",
     "evaluate_map",
     "evaluate_maps",
-    "pr_auc",
+    "pr_auc_trapezoid",
     "pr_curve",
 ]
 
 N_THRESHOLDS = 1000
+
+#: Changes whenever a metric's definition changes, so cached evaluations are recomputed.
+METRICS_VERSION = "2 (pr_auc = step-wise average precision)"
+
+#: How the headline numbers are defined; written into every evaluation result.
+DEFINITIONS = {
+    "pr_auc": "step-wise average precision, sum_k (R_k - R_{k-1}) P_k over the distinct map values "
+              "from high to low, tied voxels entering together (sklearn.metrics."
+              "average_precision_score); an all-zero or constant map scores the prevalence",
+    "average_precision": "the same number as pr_auc (kept for the stable schema)",
+    "pr_auc_trapezoid": "trapezoid area under the PR curve at n_thresholds evenly spaced "
+                        "thresholds (as the paper's figure), extended flat to recall 0 with the "
+                        "precision of the highest threshold; reference only, it rewards blocky maps",
+    "dice_best": "best Dice of (map >= t) over every distinct map value t",
+}
 _NIFTI_RE = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
 
 
@@ -100,29 +115,50 @@ def pr_curve(values, roi, *, n_thresholds: int = N_THRESHOLDS,
     return precision, recall, thresholds
 
 
-def pr_auc(precision, recall) -> float:
-    """Area under a PR curve by the trapezoid rule (as the paper), anchored at recall 0.
+def pr_auc_trapezoid(precision, recall) -> float:
+    """Area under a PR curve by the trapezoid rule (the paper's figure), for reference only.
 
-    Points are sorted by recall; when the curve does not start at recall 0, the point
-    (recall 0, precision 1) is added first, as scikit-learn's curve has. Without it a perfect but
-    blocky map (many voxels tied at the maximum) would score below 1.
+    Points are sorted by recall. When the curve does not start at recall 0 it is extended
+    flat to recall 0 with the precision of its first point (the highest threshold), not with
+    precision 1: an all-zero or constant map then scores its prevalence, as it should. Joining
+    tied points by straight lines still favours blocky maps (it interpolates precision between
+    thresholds that no map can realise), so the headline ``pr_auc`` is
+    :func:`average_precision`.
 
     Examples
     --------
-    >>> pr_auc([1.0, 1.0], [0.5, 1.0])
+    >>> pr_auc_trapezoid([1.0, 1.0], [0.5, 1.0])
     1.0
+    >>> pr_auc_trapezoid([0.25], [1.0])  # a flat map: one point, at the prevalence
+    0.25
     """
     p = np.asarray(precision, dtype=np.float64)
     r = np.asarray(recall, dtype=np.float64)
+    if p.size == 0 or p.shape != r.shape:
+        raise DeepLSMError("precision and recall must be non-empty arrays of the same length")
     order = np.lexsort((-p, r))  # by recall, and at equal recall from high to low precision
     p, r = p[order], r[order]
-    if r.size == 0 or r[0] > 0:
-        p, r = np.r_[1.0, p], np.r_[0.0, r]
+    if r[0] > 0:
+        p, r = np.r_[p[0], p], np.r_[0.0, r]
     return float(np.sum(np.diff(r) * (p[1:] + p[:-1]) / 2.0))
 
 
 def average_precision(values, roi) -> float:
-    """Average precision over all distinct thresholds (scikit-learn's step-wise definition)."""
+    """The headline PR-AUC: step-wise average precision, as scikit-learn's
+    ``average_precision_score``.
+
+    AP = Σ_k (R_k − R_{k−1}) · P_k over the distinct map values taken as thresholds from high
+    to low (voxels tied at a value enter together), with R_0 = 0. No interpolation: a map that
+    does not rank ROI voxels first cannot score above the precision it reaches, and an
+    all-zero or constant map scores exactly the prevalence.
+
+    Examples
+    --------
+    >>> average_precision([0.0, 0.0, 0.0, 0.0], [1, 0, 0, 0])
+    0.25
+    >>> average_precision([0.9, 0.5, 0.5, 0.1], [1, 1, 0, 0])  # (1/2)·1 + (1/2)·(2/3)
+    0.8333333333333333
+    """
     from sklearn.metrics import average_precision_score
 
     v, y = _flat(values, roi)
@@ -157,10 +193,26 @@ def continuous_dice(roi, values) -> float:
     return float(2.0 * ab / den)
 
 
-def best_f1_dice(values, roi, *, n_thresholds: int = N_THRESHOLDS) -> tuple[float, float]:
-    """Best Dice (= F1) of ``values >= t`` over the PR thresholds; returns (dice, threshold)."""
+def best_f1_dice(values, roi, *, n_thresholds: int | None = None) -> tuple[float, float]:
+    """Best Dice (= F1) of the binary map ``values >= t`` over thresholds; returns (dice, t).
+
+    By default every distinct map value is tried (scikit-learn's thresholds), so the result is
+    the best Dice any threshold of the map can reach. Voxels tied at a value are always
+    selected together; a constant map can only select every voxel. With ``n_thresholds`` the
+    thresholds are evenly spaced from max to min instead (as :func:`pr_curve`).
+
+    Examples
+    --------
+    >>> best_f1_dice([0.9, 0.8, 0.8, 0.1], [1, 1, 0, 0])  # t = 0.8 selects 3 voxels: 2·2 / (3 + 2)
+    (0.8, 0.8)
+    """
     v, y = _flat(values, roi)
-    thresholds = np.linspace(v.max(), v.min(), int(n_thresholds))
+    if v.size == 0 or not y.any():
+        raise DeepLSMError("the ROI is empty (inside the mask)")
+    if n_thresholds is None:
+        thresholds = np.unique(v)[::-1]
+    else:
+        thresholds = np.linspace(v.max(), v.min(), int(n_thresholds))
     n_pred, tp = _counts(v, y, thresholds)
     dice = 2.0 * tp / (n_pred + y.sum())
     k = int(np.argmax(dice))
@@ -274,7 +326,9 @@ def evaluate_map(map_img, roi_img, mask_img=None, *, n_thresholds: int = N_THRES
     Returns
     -------
     dict
-        ``pr_auc``, ``average_precision``, ``prevalence``, ``cdc``, ``dice_best``,
+        ``pr_auc`` (step-wise average precision, see :func:`average_precision`),
+        ``average_precision`` (the same number), ``pr_auc_trapezoid`` (see
+        :func:`pr_auc_trapezoid`), ``prevalence``, ``cdc``, ``dice_best``,
         ``dice_best_threshold``, ``peak_distance_mm``, ``com_distance_mm``, ``precision``,
         ``recall``, ``thresholds`` (the curve, max to min), and ``mask`` (which mask, voxel
         counts).
@@ -302,7 +356,8 @@ def evaluate_map(map_img, roi_img, mask_img=None, *, n_thresholds: int = N_THRES
     if not y.any():
         raise DeepLSMError("the ROI has no voxel inside the mask")
     precision, recall, thr = pr_curve(v, y, n_thresholds=n_thresholds)
-    dice, dice_t = best_f1_dice(v, y, n_thresholds=n_thresholds)
+    dice, dice_t = best_f1_dice(v, y)
+    ap = average_precision(v, y)
     affine = roi_i.affine
     ijk = np.argwhere(use)
     centre = _world(np.argwhere(roi & use).mean(0), affine)
@@ -315,8 +370,9 @@ def evaluate_map(map_img, roi_img, mask_img=None, *, n_thresholds: int = N_THRES
         com = _world((ijk * pos[:, None]).sum(0) / pos.sum(), affine)
         com_d = float(np.linalg.norm(com - centre))
     return {
-        "pr_auc": pr_auc(precision, recall),
-        "average_precision": average_precision(v, y),
+        "pr_auc": ap,
+        "average_precision": ap,
+        "pr_auc_trapezoid": pr_auc_trapezoid(precision, recall),
         "prevalence": float(y.mean()),
         "cdc": continuous_dice(y, pos),
         "dice_best": dice,
@@ -420,7 +476,8 @@ def evaluate_maps(maps, truth, *, labels: Mapping[str, int] | None = None, mask=
 
     Returns
     -------
-    dict with ``results`` (method -> output -> metrics), ``mask`` and ``matching``.
+    dict with ``results`` (method -> output -> metrics), ``mask``, ``matching``, ``labels``,
+    ``definitions`` (how each metric is defined) and ``metrics_version``.
     """
     files = _map_files(maps)
     ref, rois = _truth_rois(truth)
@@ -443,4 +500,6 @@ def evaluate_maps(maps, truth, *, labels: Mapping[str, int] | None = None, mask=
         "mask": "; ".join(f"{k}" for k in masks) + " (all metrics are restricted to the mask)",
         "matching": "labels mapping" if labels else "trailing number of the map name = ROI label",
         "labels": {str(k): int(v.sum()) for k, v in rois.items()},
+        "definitions": DEFINITIONS,
+        "metrics_version": METRICS_VERSION,
     }

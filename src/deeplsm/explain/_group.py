@@ -13,7 +13,10 @@ import numpy as np
 from deeplsm._utils import atomic_path, package_versions
 from deeplsm.exceptions import DeepLSMError
 
-__all__ = ["load_group_sums", "normalise_map", "save_group_maps"]
+__all__ = ["load_group_sums", "normalise_map", "read_manifest", "save_group_maps"]
+
+MANIFEST = "maps.json"
+_ENTRY_KEYS = ("method", "output", "file", "sum_file")
 
 #: Methods whose group map keeps only the positive part by default (as the paper does).
 POSITIVE_BY_DEFAULT = {"ig": True, "gradshap": True, "occlusion": False, "occlusion_captum": False}
@@ -60,6 +63,36 @@ def _save_img(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
         nib.save(img, str(tmp))
 
 
+def read_manifest(maps_dir: str | os.PathLike) -> dict | None:
+    """The ``maps.json`` manifest of a maps folder, or None when the folder has none.
+
+    A manifest that cannot be read (not JSON, or not the layout :func:`save_group_maps` writes)
+    is an error, not silently replaced: it is the only record of which maps the folder holds
+    and how they were made.
+
+    Raises
+    ------
+    DeepLSMError
+        Naming the file and what to do.
+    """
+    path = Path(maps_dir) / MANIFEST
+    if not path.exists():
+        return None
+    what = f"{path}: the maps manifest is unreadable"
+    advice = (f"; it records the maps in {path.parent}, so it is not rewritten silently: move or "
+              f"delete {path.parent} (or just {MANIFEST}), or write the maps to another folder")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise DeepLSMError(f"{what} ({type(err).__name__}: {err})" + advice) from None
+    entries = manifest.get("maps") if isinstance(manifest, dict) else None
+    if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and all(isinstance(e.get(k), str) for k in _ENTRY_KEYS) for e in entries):
+        raise DeepLSMError(f"{what} (expected an object whose 'maps' list has entries with "
+                           f"{', '.join(_ENTRY_KEYS)})" + advice)
+    return manifest
+
+
 def save_group_maps(
     sums: Mapping[tuple[str, str], np.ndarray],
     affine: np.ndarray,
@@ -77,6 +110,8 @@ def save_group_maps(
     * ``out_dir/sums/{method}_{output}.nii.gz``: the plain sum over subjects (float32), so sums
       from several runs can be added and re-normalised with :func:`normalise_map`;
     * ``out_dir/maps.json``: methods, outputs, subject count, positive-part choices, parameters.
+      Entries for maps written earlier into the same folder are kept; an unreadable manifest
+      is an error (see :func:`read_manifest`), raised before any file is written.
 
     Parameters
     ----------
@@ -96,6 +131,7 @@ def save_group_maps(
     dict of method -> output -> path of the normalised map
     """
     out_dir = Path(out_dir)
+    existing = read_manifest(out_dir)  # a corrupt manifest stops us before anything is written
     pos = dict(POSITIVE_BY_DEFAULT)
     pos.update(positive or {})
     paths: dict[str, dict[str, Path]] = {}
@@ -110,13 +146,8 @@ def save_group_maps(
         paths.setdefault(method, {})[output] = p
         entries.append({"method": method, "output": output, "file": p.name,
                         "sum_file": f"sums/{p.name}", "positive_part": keep_pos})
-    manifest_path = out_dir / "maps.json"
-    old = []
-    if manifest_path.exists():
-        try:
-            old = json.loads(manifest_path.read_text()).get("maps", [])
-        except (OSError, ValueError):
-            old = []
+    manifest_path = out_dir / MANIFEST
+    old = existing["maps"] if existing else []
     new_files = {e["file"] for e in entries}
     manifest = {
         "maps": [e for e in old if e.get("file") not in new_files] + entries,
@@ -134,11 +165,11 @@ def save_group_maps(
 def load_group_sums(maps_dir: str | os.PathLike) -> dict[tuple[str, str], np.ndarray]:
     """Read the raw sums written by :func:`save_group_maps` (to add maps of several runs)."""
     maps_dir = Path(maps_dir)
-    manifest = maps_dir / "maps.json"
-    if not manifest.exists():
-        raise DeepLSMError(f"{maps_dir}: no maps.json; not a deeplsm maps folder")
+    manifest = read_manifest(maps_dir)
+    if manifest is None:
+        raise DeepLSMError(f"{maps_dir}: no {MANIFEST}; not a deeplsm maps folder")
     out = {}
-    for e in json.loads(manifest.read_text())["maps"]:
+    for e in manifest["maps"]:
         out[(e["method"], e["output"])] = np.asarray(nib.load(str(maps_dir / e["sum_file"])).dataobj,
                                                      dtype=np.float64)
     return out

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from deeplsm._utils import progress_disabled
 from deeplsm.exceptions import DeepLSMError
-from deeplsm.explain._group import POSITIVE_BY_DEFAULT, save_group_maps
+from deeplsm.explain._group import POSITIVE_BY_DEFAULT, read_manifest, save_group_maps
 from deeplsm.explain._methods import (
     GradientShapMap,
     IntegratedGradientsMap,
@@ -195,6 +195,7 @@ def explain_run(
     if not run_dir.is_dir():
         raise DeepLSMError(f"run folder does not exist: {run_dir}")
     run = load_trained(run_dir)
+    read_manifest(Path(out_dir) if out_dir else run_dir / "maps")  # fail before the slow part
     if subjects not in ("test", "all"):
         raise DeepLSMError(f"subjects must be 'test' or 'all', got {subjects!r}")
     cohort = run.cohort

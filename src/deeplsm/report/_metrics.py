@@ -3,16 +3,19 @@
 ::
 
     {"prediction": {"multi"|"single"|"ridge"|"svr": {"<score>": {"mse", "r2_pearson", "p_value", "r2"}}},
-     "localization": {"<method>": {"<score>": {"pr_auc", "average_precision", "prevalence",
-                                                "cdc", "dice_best", "peak_distance_mm",
-                                                "com_distance_mm"}}},
+     "localization": {"<method>": {"<score>": {"pr_auc", "average_precision", "pr_auc_trapezoid",
+                                                "prevalence", "cdc", "dice_best",
+                                                "peak_distance_mm", "com_distance_mm"}}},
      "timings_s": {"<stage>": seconds}, "config": {...}, "versions": {...}}
 
 ``<method>`` is ``multi_ig``, ``multi_gradshap``, ``multi_occlusion``, ``single_*``, ``vlsm``,
 ``svr`` or ``ridge``. Every prediction entry is on the CNN's test split: ``r2_pearson`` is the
 squared Pearson r (the paper's measure, blind to scale and offset), ``r2`` is scikit-learn's
 ``r2_score`` (coefficient of determination, which also penalises miscalibration). Ridge and SVR-LSM
-are fitted on the CNN's train + validation subjects.
+are fitted on the CNN's train + validation subjects. ``pr_auc`` is step-wise average precision
+(``average_precision`` holds the same number); ``pr_auc_trapezoid`` is the trapezoid area of the
+paper's figure (see ``deeplsm.evaluate``). Every number comes from this run's stages, matched by key
+(see :func:`build_metrics`).
 """
 
 from __future__ import annotations
@@ -26,20 +29,42 @@ if TYPE_CHECKING:
 PREDICTION_KEYS = ("mse", "r2_pearson", "p_value", "r2")
 #: Methods with a prediction entry, in table order: the CNNs, then the predictive classical methods.
 PREDICTIVE_METHODS = ("multi", "single", "ridge", "svr")
-METRIC_KEYS = ("pr_auc", "average_precision", "prevalence", "cdc", "dice_best",
+METRIC_KEYS = ("pr_auc", "average_precision", "pr_auc_trapezoid", "prevalence", "cdc", "dice_best",
                "peak_distance_mm", "com_distance_mm")
 
 
+def _stage_is_current(study: Study, stage: str) -> bool:
+    """True when ``stage`` belongs to this run: it has a key, and its record holds that key."""
+    key = study.keys.get(stage)
+    record = study.out / "stages" / f"{stage}.json"
+    if key is None or not record.exists():
+        return False
+    try:
+        return json.loads(record.read_text()).get("key") == key
+    except ValueError:
+        return False
+
+
 def build_metrics(study: Study) -> dict:
-    """Prediction metrics from each CNN run's and each predictive classical method's ``metrics.json``
-    (test split), and localisation from ``evaluation.json``."""
-    paths = {mode: study.run_dir(mode) / "metrics.json" for mode in study.config["models"]["modes"]}
-    paths.update({m: study.out / "classical" / m / "metrics.json"
+    """The numbers of this run only, matched by stage key.
+
+    Prediction metrics (test split) come from the ``metrics.json`` of each CNN run and each
+    predictive classical method (ridge, SVR-LSM) in this run's configuration whose stage record
+    holds this run's key; localisation metrics from ``evaluation.json`` only when the key stored
+    in it is this run's ``evaluate`` key (so a rerun without ground truth, or without some
+    methods, never reports an earlier run's numbers), and only for the methods this
+    configuration makes.
+    """
+    paths = {mode: (f"train_{mode}", study.run_dir(mode) / "metrics.json")
+             for mode in study.config["models"]["modes"]}
+    paths.update({m: (m, study.out / "classical" / m / "metrics.json")
                   for m in study.config["classical"]["methods"] if m in PREDICTIVE_METHODS})
     prediction: dict[str, dict] = {}
     for method in PREDICTIVE_METHODS:
-        path = paths.get(method)
-        if path is None or not path.exists():
+        if method not in paths:
+            continue
+        stage, path = paths[method]
+        if not path.exists() or not _stage_is_current(study, stage):
             continue
         test = json.loads(path.read_text())["test"]
         prediction[method] = {
@@ -49,9 +74,14 @@ def build_metrics(study: Study) -> dict:
             for name, m in test.items()
         }
     localization: dict[str, dict] = {}
-    ev = study.out / "evaluation.json"
-    if ev.exists():
-        for method, per_output in json.loads(ev.read_text())["results"].items():
-            localization[method] = {out: {k: m.get(k) for k in METRIC_KEYS}
-                                    for out, m in per_output.items()}
+    ev_path = study.out / "evaluation.json"
+    key = study.keys.get("evaluate")
+    if key is not None and ev_path.exists():
+        ev = json.loads(ev_path.read_text())
+        if ev.get("key") == key:
+            wanted = study.map_methods()
+            for method, per_output in ev["results"].items():
+                if method in wanted:
+                    localization[method] = {out: {k: m.get(k) for k in METRIC_KEYS}
+                                            for out, m in per_output.items()}
     return {"prediction": prediction, "localization": localization}

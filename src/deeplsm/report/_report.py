@@ -30,7 +30,7 @@ log = logging.getLogger("deeplsm")
 PAPER = {
     "mse": {"single": [0.0079, 0.0064, 0.0050], "multi": [0.0061, 0.0034, 0.0066]},
     "r2_pearson": {"single": [0.93, 0.84, 0.93], "multi": [0.94, 0.94, 0.97]},
-    "pr_auc": {"single_gradshap": [0.1568, 0.089, 0.0236], "single_ig": [0.1526, 0.0709, 0.1042],
+    "pr_auc_trapezoid": {"single_gradshap": [0.1568, 0.089, 0.0236], "single_ig": [0.1526, 0.0709, 0.1042],
                "single_occlusion": [0.3439, 0.3854, 0.6457],
                "multi_gradshap": [0.1241, 0.0620, 0.2811], "multi_ig": [0.1597, 0.1043, 0.3893],
                "multi_occlusion": [0.3651, 0.4028, 0.5835]},
@@ -88,7 +88,8 @@ def _reading(metrics: dict, outputs: list[str]) -> list[Markup]:
         if not ranked:
             continue
         best_v, best = ranked[0]
-        text = Markup("<b>{}</b>: best localised by <b>{}</b> (PR-AUC {:.3f}").format(name, best, best_v)
+        text = Markup("<b>{}</b>: best localised by <b>{}</b> (PR-AUC, i.e. AP, {:.3f}").format(
+            name, best, best_v)
         if len(ranked) > 1:
             text += f"; next {ranked[1][1]} {ranked[1][0]:.3f}, margin {best_v - ranked[1][0]:+.3f}"
         text += ")"
@@ -246,7 +247,8 @@ def write_report(study: Study, metrics: dict) -> Path:
     if loc:
         methods = list(loc)
         tables = []
-        for key, title in (("pr_auc", "PR-AUC (Table VI)"), ("average_precision", "Average precision"),
+        for key, title in (("pr_auc", "PR-AUC: step-wise average precision (headline)"),
+                           ("pr_auc_trapezoid", "PR-AUC, trapezoid (the paper's Table VI; reference only)"),
                            ("cdc", "Continuous Dice (Table VII)"), ("dice_best", "Best-F1 Dice"),
                            ("peak_distance_mm", "Peak distance to ROI centre (mm)"),
                            ("com_distance_mm", "Centre-of-mass distance to ROI centre (mm)")):
@@ -263,22 +265,16 @@ def write_report(study: Study, metrics: dict) -> Path:
                     row.append("–")
                 rows.append(row)
                 vals.append(v)
-            best = {}
-            lower_better = "distance" in key
-            for j in range(len(outputs)):
-                col = [(r, v[j]) for r, v in enumerate(vals) if v[j] is not None]
-                if col:
-                    pick = min(col, key=lambda t: t[1]) if lower_better else max(col, key=lambda t: t[1])
-                    best[j + 1] = pick[0]
+            best = _best_rows(vals, lower_better="distance" in key)
             header = ["method", *outputs] + (["paper (1/2/3)"] if key in PAPER else [])
             tables.append(_table(header, rows, best, title=title))
         maps = None
         if labels_img is not None:
-            map_paths = _map_paths(study)
+            map_paths = {m: p for m, p in _map_paths(study).items() if m in loc}  # this run's only
             if map_paths:
                 maps = _figure(figs.maps_figure(map_paths, labels_img, centres_mm, outputs), "group maps")
         ev = json.loads((out / "evaluation.json").read_text())["results"]
-        page["localization"] = {"tables": tables, "maps": maps,
+        page["localization"] = {"note": PR_AUC_PARAGRAPH, "tables": tables, "maps": maps,
                                 "pr": _figure(figs.pr_figure(ev, outputs), "PR curves")}
 
     page["timings"] = _table(["stage", "seconds"],
@@ -302,6 +298,19 @@ def _map_paths(study: Study) -> dict[str, dict[str, str]]:
             out.setdefault(f"{prefix}{method}", {})[output] = str(f)
     return out
 
+
+PR_AUC_PARAGRAPH = Markup(
+    "<p><b>PR-AUC</b> here is the step-wise average precision (scikit-learn's "
+    "<code>average_precision_score</code>): Σ<sub>k</sub> (R<sub>k</sub> − R<sub>k−1</sub>) "
+    "P<sub>k</sub> over the map's distinct values from high to low, voxels tied at a value entering "
+    "together. An all-zero or constant map scores the prevalence, and no map scores above the "
+    "best precision it reaches. The paper's PR-AUC (Table VI) is the area under a P-R curve at "
+    "1000 thresholds from the map's maximum to its minimum (its integration rule is not stated); "
+    "the trapezoid row computes that area for comparison with the paper's values. Straight lines "
+    "between the points interpolate precisions no threshold realises, which flatters blocky maps; "
+    "the trapezoid starts at the precision of the highest threshold, not at (recall 0, "
+    "precision 1), which would give a blank map about 0.5.</p>"
+)
 
 README_TXT = """deeplsm study output
 ====================

@@ -148,7 +148,12 @@ class Study:
             self._stage(method, k_cls, lambda m=method: self._classical(m))
         upstream = [self.keys[s] for s in STAGES if s in self.keys]
         if self.truth_path is not None:
-            self._stage("evaluate", _key("evaluate", upstream), self._evaluate)
+            from deeplsm.evaluate import METRICS_VERSION
+
+            self._stage("evaluate", _key("evaluate", upstream, METRICS_VERSION), self._evaluate)
+        else:  # no ground truth in this run: an earlier run's evaluation must not linger
+            for stale in (self.out / "evaluation.json", self._record_path("evaluate")):
+                stale.unlink(missing_ok=True)
         # The report is cheap and always rewritten, so timings include every stage.
         t0 = time.perf_counter()
         metrics = self._report()
@@ -317,11 +322,25 @@ class Study:
         from deeplsm.evaluate import evaluate_maps
 
         results: dict[str, dict] = {}
+        wanted = self.map_methods()
+        res: dict = {}
         for folder, prefix in self.map_folders():
             res = evaluate_maps(folder, self.truth_path)
             for method, per_output in res["results"].items():
-                results[f"{prefix}{method}"] = per_output
-        write_json(self.out / "evaluation.json", {"results": results})
+                if f"{prefix}{method}" in wanted:  # not maps an earlier config left behind
+                    results[f"{prefix}{method}"] = per_output
+        # The key ties these numbers to this run: the report uses them only while it matches.
+        write_json(self.out / "evaluation.json", {
+            "key": self.keys["evaluate"],
+            "upstream": {s: self.keys[s] for s in STAGES if s in self.keys and s != "evaluate"},
+            "results": results, "definitions": res.get("definitions"),
+            "metrics_version": res.get("metrics_version")})
+
+    def map_methods(self) -> set[str]:
+        """Method names (as in ``metrics.json``) whose maps this run's configuration makes."""
+        cfg = self.config
+        return ({f"{mode}_{m}" for mode in cfg["models"]["modes"] for m in cfg["explain"]["methods"]}
+                | set(cfg["classical"]["methods"]))
 
     def map_folders(self) -> list[tuple[Path, str]]:
         """Folders of normalised maps to score, with the method-name prefix they get."""
