@@ -71,7 +71,7 @@ def test_vlsm_cluster_and_cfwer(files):
     assert _run(files, "--permutations", "19", "--correction", "cluster", "--cluster-p", "0.05",
                 "--outputs", "naming") == 0
     assert (files / "out" / "naming_p_cluster.nii.gz").exists()
-    assert _run(files, "--permutations", "19", "--correction", "cfwer", "--cfwer-v", "3",
+    assert _run(files, "--overwrite", "--permutations", "19", "--correction", "cfwer", "--cfwer-v", "3",
                 "--outputs", "naming") == 0
     assert (files / "out" / "naming_p_cfwer.nii.gz").exists()
     assert not (files / "out" / "naming_p_cluster.nii.gz").exists()  # the folder was replaced

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import warnings
 from collections.abc import Sequence
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from deeplsm._validation import check_path_exists
+from deeplsm._validation import check_path_exists, check_readable
 from deeplsm.cohort._io import SUBJECT_COLUMNS
 from deeplsm.exceptions import DeepLSMError
 
@@ -39,10 +40,15 @@ def load_scores(
         Float scores indexed by subject ID, rows in ``subject_ids`` order.
     """
     p = check_path_exists(path, "scores file")
+    check_readable(p, "scores file")
+    if p.stat().st_size == 0:
+        raise DeepLSMError(f"{p}: the scores file is empty")
     try:
         table = pd.read_csv(p, sep=None, engine="python", dtype={0: str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, csv.Error) as err:
         raise DeepLSMError(f"{p}: cannot read score table ({err})") from None
+    if table.empty and not len(table.columns):
+        raise DeepLSMError(f"{p}: the scores file has no rows")
     lower = {str(c).lower(): c for c in table.columns}
     sub = next((lower[c] for c in SUBJECT_COLUMNS if c in lower), table.columns[0])
     table[sub] = table[sub].astype(str)
@@ -70,10 +76,15 @@ def load_scores(
                 f"{p}: column {c!r} is not numeric (subject {bad.idxmax()}: {table[c][bad].iloc[0]!r})"
             )
         table[c] = numeric.astype(float)
-    nan = table.isna().any(axis=1) | ~np.isfinite(table.to_numpy(dtype=float)).all(axis=1)
+    nan = table.isna().any(axis=1)
     if nan.any():
         raise DeepLSMError(
             f"{p}: NaN or missing scores for {int(nan.sum())} subject(s), e.g. {nan.idxmax()}"
+        )
+    inf = pd.Series(np.isinf(table.to_numpy(dtype=float)).any(axis=1), index=table.index)
+    if inf.any():
+        raise DeepLSMError(
+            f"{p}: infinite scores for {int(inf.sum())} subject(s), e.g. {inf.idxmax()}"
         )
     if subject_ids is not None:
         ids = [str(s) for s in subject_ids]

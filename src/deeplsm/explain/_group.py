@@ -10,6 +10,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from deeplsm._outputs import write_marker
 from deeplsm._utils import atomic_path, package_versions
 from deeplsm.exceptions import DeepLSMError
 
@@ -17,6 +18,8 @@ __all__ = ["load_group_sums", "normalise_map", "save_group_maps"]
 
 #: Methods whose group map keeps only the positive part by default (as the paper does).
 POSITIVE_BY_DEFAULT = {"ig": True, "gradshap": True, "occlusion": False, "occlusion_captum": False}
+#: What a maps folder holds (its deeplsm marker owns these).
+MAPS_LAYOUT = ("*.nii.gz", "sums", "maps.json")
 
 
 def normalise_map(summed: np.ndarray, *, positive: bool = True) -> np.ndarray:
@@ -96,6 +99,8 @@ def save_group_maps(
     dict of method -> output -> path of the normalised map
     """
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_marker(out_dir, owns=MAPS_LAYOUT, command="explain")
     pos = dict(POSITIVE_BY_DEFAULT)
     pos.update(positive or {})
     paths: dict[str, dict[str, Path]] = {}
