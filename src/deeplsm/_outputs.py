@@ -170,6 +170,7 @@ def prepare_output(
     file: bool = False,
     siblings: Sequence[str] = (),
     what: str = "--out",
+    hint: str | None = None,
 ) -> Path:
     """Check an output path against the policy before any work; return it resolved.
 
@@ -191,6 +192,8 @@ def prepare_output(
         ``overwrite``; so must each of ``siblings`` (suffixes of files written beside it).
     what : str
         How the user named the path, for messages.
+    hint : str or None
+        What to do about earlier deeplsm output, when the default advice does not fit.
 
     Returns
     -------
@@ -224,7 +227,7 @@ def prepare_output(
     if file:
         _check_output_file(path, shown, overwrite, siblings, what)
     else:
-        check_output_dir(path, overwrite=overwrite, resume=resume, what=what, shown=shown)
+        check_output_dir(path, overwrite=overwrite, resume=resume, what=what, shown=shown, hint=hint)
     _check_writable(path if path.is_dir() else _existing_ancestor(path), shown, what)
     clean_stale_temps(path.parent, only_for=path.name)
     if is_deeplsm_dir(path):
@@ -233,7 +236,7 @@ def prepare_output(
 
 
 def check_output_dir(path: str | os.PathLike, *, overwrite: bool = False, resume: bool = False,
-                     what: str = "output folder", shown: str | None = None) -> None:
+                     what: str = "output folder", shown: str | None = None, hint: str | None = None) -> None:
     """Raise unless ``path`` is new, empty, or deeplsm's (and ``overwrite`` or ``resume`` allows it)."""
     path = Path(path)
     shown = shown or str(path)
@@ -253,8 +256,8 @@ def check_output_dir(path: str | os.PathLike, *, overwrite: bool = False, resume
         raise DeepLSMError(f"{what} {shown} is not empty and was not written by deeplsm; give a new or "
                            "empty folder (deeplsm never replaces files it did not write)")
     if not (overwrite or resume):
-        raise DeepLSMError(f"{what} {shown} holds earlier deeplsm output; add --overwrite to replace "
-                           "it (only deeplsm's own files are replaced) or give a new folder")
+        raise DeepLSMError(f"{what} {shown} holds earlier deeplsm output; " + (hint or (
+            "add --overwrite to replace it (only deeplsm's own files are replaced) or give a new folder")))
 
 
 def _check_output_file(path: Path, shown: str, overwrite: bool, siblings: Sequence[str], what: str) -> None:

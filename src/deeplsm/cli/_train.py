@@ -100,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.scores:
         raise DeepLSMError("--scores is required (unless --resume)")
     inputs = absolute_inputs(args, "lesions", "scores", "weights")
-    out = prepare_output(args.out, inputs=inputs, overwrite=args.overwrite)
+    from deeplsm.train._run import RESUME_HINT
+
+    out = prepare_output(args.out, inputs=inputs, overwrite=args.overwrite, hint=RESUME_HINT)
     from deeplsm.cohort import load_scores
 
     cohort = load_lesions_from_args(args, verbose=verbose)

@@ -60,6 +60,8 @@ log = logging.getLogger("deeplsm")
 
 CONFIG_FORMAT = 1
 MODES = ("multi", "single")
+RESUME_HINT = ("use --resume to continue the run there, or --overwrite to replace it (only deeplsm's own "
+               "files are replaced)")
 #: What a run folder holds (its marker owns these, so --overwrite replaces exactly them).
 RUN_LAYOUT = ("config.json", "cohort.lesions.npz", "scores.csv", "split.csv", "checkpoints", "logs",
               "metrics.json", "predictions.csv", "learning_curves.png", "maps")
@@ -334,7 +336,7 @@ def train_run(
     if mode not in MODES:
         raise DeepLSMError(f"mode must be 'multi' or 'single', got {mode!r}")
     hp = get_preset(preset, overrides)
-    check_output_dir(out, overwrite=overwrite)
+    check_output_dir(out, overwrite=overwrite, hint=RESUME_HINT)
     ids = lesions.subject_ids
     missing = [s for s in ids if s not in scores.index]
     if missing:
