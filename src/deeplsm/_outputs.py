@@ -228,7 +228,7 @@ def prepare_output(
         _check_output_file(path, shown, overwrite, siblings, what)
     else:
         check_output_dir(path, overwrite=overwrite, resume=resume, what=what, shown=shown, hint=hint)
-    _check_writable(path if path.is_dir() else _existing_ancestor(path), shown, what)
+    _check_writable(_existing_ancestor(path.parent if file else path), shown, what)
     clean_stale_temps(path.parent, only_for=path.name)
     if is_deeplsm_dir(path):
         clean_stale_temps(path, recursive=True)

@@ -114,7 +114,7 @@ def argv_for(cmd: str, d: Path, out: str) -> list[str]:
         "study": ["study", "--config", str(d / "study.toml"), "--out", out],
         "demo": ["demo", "--quick", "--out", out],
         "faces": ["faces", "--synthetic", "--quick", "--mode", "multi", "--out", out],
-    }[cmd] + ["--quiet"]
+    }[cmd] + ([] if cmd == "evaluate" else ["--quiet"])
 
 
 COMMANDS = ("synth", "simulate", "train", "explain", "evaluate", "vlsm", "svr", "study", "demo", "faces")
