@@ -114,8 +114,10 @@ def _signal_at_step(monkeypatch, signum: int, at: int = 2) -> list[str]:
     def step(self, batch, batch_idx):
         calls.append("step")
         if len(calls) == at:
-            os.kill(os.getpid(), signum)
-            calls.append("signalled")
+            try:
+                os.kill(os.getpid(), signum)
+            finally:
+                calls.append("signalled")
         return real(self, batch, batch_idx)
 
     monkeypatch.setattr(LSMModule, "training_step", step)
