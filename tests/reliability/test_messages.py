@@ -67,7 +67,8 @@ def test_broken_symlink_is_called_broken(mydata, tmp_path, capsys):
     [
         (["train", "--epochs", "0", "--out", "x"], "argument --epochs: expected a positive integer, got 0"),
         (["simulate", "--out", "x"], "the following arguments are required: --lesions"),
-        (["vlsm", "--lesions", "a", "--scores", "b", "--out", "x", "--test", "z"], "argument --test: invalid choice"),
+        (["vlsm", "--lesions", "a", "--scores", "b", "--out", "x", "--test", "z"],
+         "argument --test: invalid choice"),
         (["nope"], "invalid choice: 'nope'"),
     ],
 )

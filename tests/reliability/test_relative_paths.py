@@ -44,7 +44,7 @@ def test_command_with_relative_paths(cmd, case, base, tmp_path, capsys, monkeypa
     if cmd == "evaluate":
         out += ".json"
     monkeypatch.chdir(work)
-    rc, stdout, err = run(capsys, argv_for(cmd, data, out))
+    rc, _, err = run(capsys, argv_for(cmd, data, out))
     assert rc == 0, err
     assert "Traceback" not in err
     produced = work / out
