@@ -117,22 +117,27 @@ def is_deeplsm_dir(path: str | os.PathLike) -> bool:
     return p.is_dir() and (p / MARKER).is_file()
 
 
-def write_marker(folder: str | os.PathLike, *, owns: Iterable[str] = (), command: str | None = None) -> None:
-    """Write ``folder/.deeplsm``, owning the folder's current entries plus the names in ``owns``.
+def write_marker(folder: str | os.PathLike, *, owns: Iterable[str] = (), command: str | None = None,
+                 own_contents: bool = False) -> None:
+    """Write ``folder/.deeplsm``, owning the names in ``owns`` (plus those an existing marker owns).
 
     ``owns`` may hold ``fnmatch`` patterns (``fig6_*.png``) for files the writer adds later.
+    ``own_contents`` also owns every entry the folder holds now: only for a folder deeplsm has
+    just filled itself (a staging folder), never for one that may hold the user's files.
     """
     from deeplsm import __version__
 
     folder = Path(folder)
     old = _read_marker(folder)
-    names = {e.name for e in folder.iterdir() if e.name != MARKER}
+    names = {e.name for e in folder.iterdir() if e.name != MARKER} if own_contents else set()
     owned = sorted(set(old.get("owns", [])) | names | set(owns))
-    body = {"deeplsm": __version__, "command": command or old.get("command"),
+    body = {"deeplsm": __version__,
             "created": old.get("created") or datetime.now(UTC).isoformat(timespec="seconds"),
             "owns": owned,
             "note": "deeplsm wrote this folder; with --overwrite it replaces the entries listed "
                     "in 'owns' and keeps everything else"}
+    if command or old.get("command"):
+        body["command"] = command or old.get("command")
     tmp = folder / f".{MARKER}{TMP_TAG}{os.getpid()}-m"
     tmp.write_text(json.dumps(body, indent=2) + "\n")
     os.replace(tmp, folder / MARKER)
@@ -322,27 +327,40 @@ def make_temp_dir(target: Path, kind: str = "") -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{target.name}{TMP_TAG}{os.getpid()}-{kind}", dir=target.parent))
 
 
+def foreign_entries(folder: str | os.PathLike) -> list[Path]:
+    """Entries under the deeplsm folder ``folder`` that deeplsm does not own, relative to it:
+    the user's files, also inside deeplsm's own marked subfolders."""
+    folder = Path(folder)
+    owned = {e.name: e for e in owned_entries(folder)}
+    found: list[Path] = []
+    for e in folder.iterdir():
+        if e.name not in owned:
+            found.append(Path(e.name))
+        elif e.name != MARKER and not e.is_symlink() and is_deeplsm_dir(e):
+            found.extend(Path(e.name) / sub for sub in foreign_entries(e))
+    return found
+
+
 def install_dir(new: Path, target: Path) -> None:
     """Move the finished folder ``new`` onto ``target``.
 
     ``target`` may be missing, an empty folder, or a deeplsm folder: then deeplsm's own entries
-    are replaced and every other entry is kept. Anything else is an error, and nothing is deleted.
+    are replaced and every other entry (also inside deeplsm's marked subfolders) is kept where it
+    was. Anything else is an error, and nothing is deleted.
     """
     if target.is_symlink() or (target.exists() and not target.is_dir()):
         raise DeepLSMError(f"cannot write folder {target}: a file of that name exists")
     if not target.exists():
         os.replace(new, target)
         return
-    entries = list(target.iterdir())
-    if not entries:
+    if next(target.iterdir(), None) is None:
         os.replace(new, target)
         return
     if not is_deeplsm_dir(target):
         raise DeepLSMError(f"{target} is not empty and was not written by deeplsm; not replacing it")
-    owned = {e.name for e in owned_entries(target)}
-    foreign = [e.name for e in entries if e.name not in owned]
+    foreign = foreign_entries(target)
     new_owns = {e.name for e in owned_entries(new)}
-    clash = [n for n in foreign if (new / n).exists() or n in new_owns]
+    clash = [rel for rel in foreign if (new / rel).exists() or (len(rel.parts) == 1 and rel.name in new_owns)]
     if clash:
         raise DeepLSMError(f"{target / clash[0]} was not written by deeplsm and would be replaced; "
                            "move it away first")
@@ -354,15 +372,20 @@ def install_dir(new: Path, target: Path) -> None:
     except BaseException:
         os.replace(old, target)
         raise
-    for name in foreign:  # the user's own files stay where they were
-        os.replace(old / name, target / name)
+    for rel in foreign:  # the user's own files stay where they were
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(old / rel, target / rel)
+        for sub in rel.parents:  # a deeplsm subfolder kept for them stays marked as deeplsm's
+            if sub != Path(".") and (old / sub / MARKER).is_file() and not (target / sub / MARKER).exists():
+                shutil.copy2(old / sub / MARKER, target / sub / MARKER)
     shutil.rmtree(trash, ignore_errors=True)
 
 
 def remove_output(path: str | os.PathLike) -> None:
     """Delete deeplsm's own entries of the deeplsm folder ``path`` (and the folder, once empty).
 
-    A folder without the marker is an error: deeplsm never deletes what it did not write.
+    The user's files stay, also inside deeplsm's marked subfolders. A folder without the marker
+    is an error: deeplsm never deletes what it did not write.
     """
     path = Path(path)
     if not path.exists() and not path.is_symlink():
@@ -373,7 +396,10 @@ def remove_output(path: str | os.PathLike) -> None:
         if e.name == MARKER:
             continue
         if e.is_dir() and not e.is_symlink():
-            shutil.rmtree(e)
+            if is_deeplsm_dir(e):
+                remove_output(e)
+            else:
+                shutil.rmtree(e)
         else:
             e.unlink()
     (path / MARKER).unlink()

@@ -65,7 +65,7 @@ def atomic_path(path: str | os.PathLike, *, owns: Iterable[str] = (),
     try:
         yield tmp
         if tmp.is_dir():
-            write_marker(tmp, owns=owns, command=command)
+            write_marker(tmp, owns=owns, command=command, own_contents=True)
             install_dir(tmp, path)
         else:
             if path.is_dir() and not path.is_symlink():

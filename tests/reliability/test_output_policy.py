@@ -205,3 +205,28 @@ def test_marker_names_what_deeplsm_owns(mydata, capsys):
     assert run(capsys, argv_for("vlsm", mydata, str(out)))[0] == 0
     body = json.loads((out / MARKER).read_text())
     assert "summary.json" in body["owns"] and "deeplsm" in body
+
+
+def test_overwrite_keeps_the_users_files_inside_deeplsm_subfolders(mydata, capsys):
+    run_dir = mydata / "run"
+    assert run(capsys, [*argv_for("explain", mydata, "")[:-3], "--quiet"])[0] == 0  # into RUN/maps
+    (run_dir / "maps" / "my_reading.txt").write_text("mine")
+    (run_dir / "notes.md").write_text("mine too")
+    rc, _, err = run(capsys, [*argv_for("train", mydata, str(run_dir)), "--overwrite"])
+    assert rc == 0, err
+    assert (run_dir / "maps" / "my_reading.txt").read_text() == "mine"
+    assert (run_dir / "notes.md").read_text() == "mine too"
+    assert not (run_dir / "maps" / "occlusion_score_a.nii.gz").exists()  # deeplsm's own, replaced
+    assert "notes.md" not in json.loads((run_dir / MARKER).read_text())["owns"]
+    remove_output(run_dir)  # deeplsm's own files go, the user's stay
+    assert sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file()) == [
+        "maps/my_reading.txt", "notes.md"]
+
+
+def test_a_rerun_does_not_claim_the_users_files(mydata, capsys):
+    out = mydata / "st"
+    argv = argv_for("study", mydata, str(out))
+    assert run(capsys, argv)[0] == 0
+    (out / "my_notes.txt").write_text("x")
+    assert run(capsys, argv)[0] == 0
+    assert "my_notes.txt" not in json.loads((out / MARKER).read_text())["owns"]
