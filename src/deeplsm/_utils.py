@@ -8,7 +8,7 @@ import math
 import os
 import platform
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -101,8 +101,11 @@ def json_ready(obj: Any, *, _where: str = "", _found: dict | None = None) -> Any
     return obj
 
 
-def json_text(obj: Any) -> str:
-    """Strict JSON text (no NaN or Infinity) of ``obj``; see :func:`write_json`."""
+def json_text(obj: Any, *, fallback: Callable[[Any], Any] | None = None) -> str:
+    """Strict JSON text (no NaN or Infinity) of ``obj``; see :func:`write_json`.
+
+    ``fallback`` converts objects JSON cannot hold (e.g. ``str``); without it they are an error.
+    """
     found: dict[str, str] = {}
     clean = json_ready(obj, _found=found)
     if found and isinstance(clean, dict):
@@ -110,7 +113,16 @@ def json_text(obj: Any) -> str:
             "note": "these values were not finite numbers; JSON has none, so they are written as null",
             **found,
         }
-    return json.dumps(clean, indent=2, allow_nan=False, default=_json_default) + "\n"
+
+    def default(o: Any) -> Any:
+        try:
+            return _json_default(o)
+        except TypeError:
+            if fallback is None:
+                raise
+            return fallback(o)
+
+    return json.dumps(clean, indent=2, allow_nan=False, default=default) + "\n"
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

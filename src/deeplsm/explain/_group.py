@@ -11,7 +11,7 @@ import nibabel as nib
 import numpy as np
 
 from deeplsm._outputs import write_marker
-from deeplsm._utils import atomic_path, package_versions
+from deeplsm._utils import atomic_path, json_text, package_versions
 from deeplsm.exceptions import DeepLSMError
 
 __all__ = ["load_group_sums", "normalise_map", "save_group_maps"]
@@ -132,7 +132,7 @@ def save_group_maps(
         **(metadata or {}),
     }
     with atomic_path(manifest_path) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        tmp.write_text(json_text(manifest, fallback=str))
     return paths
 
 
