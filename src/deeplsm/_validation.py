@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import zlib
@@ -28,11 +29,40 @@ _LOAD_ERRORS = (
 
 
 def check_path_exists(path: str | os.PathLike, what: str = "path") -> Path:
-    """Return ``path`` as a :class:`Path`; raise if it does not exist."""
+    """Return ``path`` as a :class:`Path`; raise if it does not exist.
+
+    A symlink loop and a broken symlink are named as such, not as a missing file.
+    """
     p = Path(path)
-    if not p.exists():
-        raise DeepLSMError(f"{what} does not exist: {p}")
+    if not str(path).strip():
+        raise DeepLSMError(f"{what} is empty")
+    try:
+        os.stat(p)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise DeepLSMError(f"{what} {p}: symlink loop") from None
+        if p.is_symlink():
+            raise DeepLSMError(f"{what} {p} is a broken symlink (it points to {os.readlink(p)}, "
+                               "which does not exist)") from None
+        if err.errno in (errno.EACCES, errno.EPERM):
+            raise DeepLSMError(f"{what} {p}: permission denied") from None
+        if err.errno == errno.ENOTDIR:
+            raise DeepLSMError(f"{what} does not exist: {p} (a part of the path is a file)") from None
+        raise DeepLSMError(f"{what} does not exist: {p}") from None
     return p
+
+
+def check_readable(path: Path, what: str = "file") -> None:
+    """Raise a clear error when the file at ``path`` cannot be opened for reading."""
+    try:
+        with open(path, "rb"):
+            pass
+    except IsADirectoryError:
+        raise DeepLSMError(f"{what} {path} is a folder, not a file") from None
+    except PermissionError:
+        raise DeepLSMError(f"cannot read {what} {path}: permission denied") from None
+    except OSError as err:
+        raise DeepLSMError(f"cannot read {what} {path}: {err.strerror or err}") from None
 
 
 def load_nifti(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -45,6 +75,7 @@ def load_nifti(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     name = p.name.lower()
     if not (name.endswith(".nii") or name.endswith(".nii.gz")):
         raise DeepLSMError(f"{p}: not a NIfTI file (expected .nii or .nii.gz)")
+    check_readable(p, "lesion file")  # unreadable is not "corrupt"
     try:
         img = nib.load(str(p))
         if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
@@ -69,8 +100,10 @@ def check_binary(data: np.ndarray, name: str, threshold: float | None = None) ->
     NaN/Inf and values outside [0,1] (other than 255 in {0,255} maps) are always errors.
     """
     if not np.isfinite(data).all():
-        n = int((~np.isfinite(data)).sum())
-        raise DeepLSMError(f"{name}: contains {n} NaN or Inf value(s)")
+        n_nan = int(np.isnan(data).sum())
+        n_inf = int(np.isinf(data).sum())
+        found = [f"{n_nan} NaN" if n_nan else "", f"{n_inf} infinite" if n_inf else ""]
+        raise DeepLSMError(f"{name}: contains {' and '.join(f for f in found if f)} value(s)")
     is0 = data == 0
     if np.all(is0 | (data == 1)):
         return (~is0).astype(np.uint8)

@@ -84,7 +84,7 @@ def test_vlsm_on_bids_derivatives_with_sessions(bids, tmp_path, capsys):
     assert stat.reshape(SHAPE)[3, 4, 5] < -3  # the voxel that drives the score
 
     # Each session as its own subject: IDs sub-001_ses-1 are not in participants.tsv.
-    assert main([*args, "--session", "all"]) == 2
+    assert main([*args, "--session", "all", "--overwrite"]) == 2
     assert "lesion subjects have no score, e.g. sub-001_ses-1" in capsys.readouterr().err
 
 

@@ -101,7 +101,7 @@ def test_vlsm_cluster_and_cfwer(files):
                                   _counts_of(ref["p_cluster"], 19))
     np.testing.assert_array_equal(_counts(out / "naming_p_fwe.nii.gz", mask, 19),
                                   _counts_of(ref["p_fwe"], 19))
-    assert _run(files, "--permutations", "19", "--correction", "cfwer", "--cfwer-v", "3",
+    assert _run(files, "--overwrite", "--permutations", "19", "--correction", "cfwer", "--cfwer-v", "3",
                 "--outputs", "naming") == 0
     np.testing.assert_array_equal(_counts(out / "naming_p_cfwer.nii.gz", mask, 19),
                                   _counts_of(ref["p_cfwer"], 19))

@@ -138,7 +138,7 @@ def test_map_in_another_space_is_refused_by_name(tmp_path, capsys):
         load_lesions(tmp_path, voxel_size=6.0, verbose=False)
     msg = str(err.value)
     assert "sub-8_lesion" in msg and "sub-9_lesion" in msg and "sub-0_lesion" not in msg
-    out = tmp_path / "out"
+    out = tmp_path.parent / f"{tmp_path.name}_out"
     assert main(["simulate", "--lesions", str(tmp_path), "--voxel-size", "6", "--out", str(out),
                  "--quiet"]) == 2
     err_text = capsys.readouterr().err

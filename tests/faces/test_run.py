@@ -118,7 +118,7 @@ def test_run_faces_rejects_bad_settings(tmp_path):
         run_faces(tmp_path / "a", ds, methods=("lime",))
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "x").write_text("")
-    with pytest.raises(DeepLSMError, match="already exists"):
+    with pytest.raises(DeepLSMError, match="not written by deeplsm"):
         run_faces(tmp_path / "b", ds)
     with pytest.raises(DeepLSMError, match="weights file does not exist"):
         run_faces(tmp_path / "c", ds, weights=tmp_path / "none.pth")

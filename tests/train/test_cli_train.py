@@ -119,7 +119,7 @@ def test_cli_existing_out(files, capsys):
     out.mkdir()
     (out / "keep.txt").write_text("x")
     assert _train(lesions, csv, out) == 2
-    assert "already exists; use --resume" in capsys.readouterr().err
+    assert "not empty and was not written by deeplsm" in capsys.readouterr().err
     assert (out / "keep.txt").exists()
 
 

@@ -193,7 +193,7 @@ def test_checkpoint_reloads_to_identical_predictions(multi_run):
 
 
 def test_existing_run_is_not_overwritten(multi_run, tiny):
-    with pytest.raises(DeepLSMError, match="already exists; use --resume"):
+    with pytest.raises(DeepLSMError, match="holds earlier deeplsm output; use --resume"):
         train_run(multi_run, *tiny)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -21,6 +22,18 @@ MAP_FILES = {
     "ridge": {"stat": "beta", "p": "p", "p_fwe": "p_fwe", "p_cfwer": "p_cfwer",
               "thresholded": "thresholded"},
 }
+
+
+def _finite_threshold(summary: dict) -> dict:
+    """JSON has no infinity: an infinite threshold (no voxel can reach significance) is written as
+    ``null``, with the reason beside it."""
+    t = summary.get("threshold")
+    if t is not None and not math.isfinite(float(t)):
+        summary = {**summary, "threshold": None,
+                   "threshold_reason": "infinite: no voxel can pass it (too few permutations to "
+                                       "reach alpha, none at all, or no voxel significant), so "
+                                       "nothing survives"}
+    return summary
 
 
 def safe_name(name: str) -> str:
@@ -45,7 +58,8 @@ def save_fitted_maps(out: str | os.PathLike, cohort: LesionCohort, fitted: Mappi
         Recorded in ``summary.json`` with the package versions.
     """
     out = Path(out)
-    with atomic_path(out) as tmp:
+    # The study adds predictions.csv and metrics.json later: deeplsm's too, so a refit replaces them.
+    with atomic_path(out, owns=("predictions.csv", "metrics.json"), command=method) as tmp:
         tmp.mkdir(parents=True)
         summary = {"method": method, "config": config or {}, "versions": package_versions(),
                    "grid": cohort.grid.to_dict(), "n_subjects": cohort.n_subjects,
@@ -62,6 +76,6 @@ def save_fitted_maps(out: str | os.PathLike, cohort: LesionCohort, fitted: Mappi
                 path = tmp / f"{stem}_{suffix}.nii.gz"
                 nib.save(img, path)
                 files[suffix] = path.name
-            summary["outputs"][name] = {**est.summary(), "files": files}
+            summary["outputs"][name] = {**_finite_threshold(est.summary()), "files": files}
         write_json(tmp / "summary.json", summary)
     return out

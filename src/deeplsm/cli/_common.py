@@ -86,3 +86,27 @@ def load_lesions_from_args(args: argparse.Namespace, verbose: bool = True):
 
     return load_lesions(args.lesions, grid=args.grid, voxel_size=args.voxel_size,
                         threshold=args.threshold, session=args.session, verbose=verbose)
+
+
+def absolute_inputs(args: argparse.Namespace, *names: str) -> list[str]:
+    """Make the input options ``names`` absolute in ``args`` (once, at the door); return them all.
+
+    Empty values (an unset shell variable) are errors; lists (``--maps A B``) are made absolute
+    item by item.
+    """
+    from deeplsm._outputs import absolute_input
+
+    found: list[str] = []
+    for name in names:
+        value = getattr(args, name, None)
+        flag = "--" + name.replace("_", "-")
+        if value is None:
+            continue
+        if isinstance(value, list):
+            value = [absolute_input(v, flag) for v in value]
+            found.extend(value)
+        else:
+            value = absolute_input(value, flag)
+            found.append(value)
+        setattr(args, name, value)
+    return found

@@ -21,10 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from deeplsm._outputs import prepare_output
     from deeplsm.cli._study import print_summary
     from deeplsm.study import demo_config, run_study
 
-    metrics = run_study(demo_config(quick=args.quick, preset=args.preset), args.out,
+    out = prepare_output(args.out, resume=True)
+    args.interrupt_hint = "rerun the same command to resume"
+    metrics = run_study(demo_config(quick=args.quick, preset=args.preset), out,
                         verbose=not args.quiet)
     print_summary(metrics, args.out)
     return 0

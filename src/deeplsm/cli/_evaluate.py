@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from deeplsm.cli._common import positive_int
+from deeplsm.cli._common import absolute_inputs, positive_int
 from deeplsm.exceptions import DeepLSMError
 
 
@@ -50,24 +50,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-thresholds", type=positive_int, default=1000,
                    help="PR-curve thresholds from max to min (default 1000)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace FILE.json (and FILE.png) written earlier by deeplsm")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from deeplsm._outputs import prepare_output
     from deeplsm._utils import package_versions, write_json
     from deeplsm.evaluate import evaluate_maps, plot_pr_curves
 
     if args.n_thresholds < 2:
         raise DeepLSMError(f"--n-thresholds must be at least 2, got {args.n_thresholds}")
+    named_mask = args.mask.lower() in ("mni", "none")
+    inputs = absolute_inputs(args, "maps", "truth", *(() if named_mask else ("mask",)))
+    out = prepare_output(args.out, inputs=inputs, overwrite=args.overwrite, file=True,
+                         siblings=() if args.no_plot else (".png",))
     maps = args.maps[0] if len(args.maps) == 1 and Path(args.maps[0]).is_dir() else args.maps
     mask = args.mask if args.mask.lower() in ("mni", "none") else Path(args.mask)
     ev = evaluate_maps(maps, args.truth, labels=args.labels, mask=mask,
                        n_thresholds=args.n_thresholds)
-    out = Path(args.out)
     ev = {"truth": str(args.truth), **ev, "versions": package_versions()}
-    write_json(out, ev)
+    png = out.with_suffix(".png")
     if not args.no_plot:
-        plot_pr_curves(ev, out.with_suffix(".png"))
+        plot_pr_curves(ev, png)
+    try:  # the JSON last, so that a failure leaves neither file
+        write_json(out, ev)
+    except BaseException:
+        if not args.no_plot:
+            png.unlink(missing_ok=True)
+        raise
     print(f"{'method':<18}{'output':<12}{'PR-AUC':>8}{'trapz':>8}{'prev':>8}{'cDC':>8}{'Dice':>8}"
           f"{'peak mm':>9}{'COM mm':>9}")
     for method, per in ev["results"].items():

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from deeplsm.cli._common import comma_list, nonnegative_float, positive_int, seed_int, voxels_or_mm
+from deeplsm.cli._common import (
+    absolute_inputs,
+    comma_list,
+    nonnegative_float,
+    positive_int,
+    seed_int,
+    voxels_or_mm,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,16 +52,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from deeplsm._outputs import prepare_output
     from deeplsm.exceptions import DeepLSMError
     from deeplsm.explain import METHODS, explain_run
 
     bad = [m for m in args.methods if m not in METHODS]
     if bad:
         raise DeepLSMError(f"unknown method {bad[0]!r}; choose from {', '.join(METHODS)}")
+    (run,) = absolute_inputs(args, "run")
+    if not os.path.isdir(run):
+        raise DeepLSMError(f"run folder does not exist: {run}" if not os.path.exists(run)
+                           else f"--run {run} is a file; give a run folder from 'deeplsm train'")
+    # Writing into a maps folder adds or updates maps (that is how methods are explained in
+    # several calls), so earlier deeplsm output there is reused, not an error.
+    out = prepare_output(args.out if args.out is not None else os.path.join(run, "maps"),
+                         inputs=[run], resume=True, allow_inside=[run])
     paths = explain_run(
-        args.run, methods=args.methods, subjects=args.subjects, outputs=args.outputs,
+        run, methods=args.methods, subjects=args.subjects, outputs=args.outputs,
         window=args.occlusion_window, stride=args.occlusion_stride,
-        occlusion_positive=args.occlusion_positive, out_dir=args.out, max_subjects=args.max_subjects,
+        occlusion_positive=args.occlusion_positive, out_dir=out, max_subjects=args.max_subjects,
         verbose=not args.quiet, n_steps=args.n_steps, internal_batch_size=args.internal_batch_size,
         n_samples=args.n_samples, nt_samples=args.nt_samples, stdevs=args.stdevs,
         random_state=args.seed, occlusion_batch_size=args.batch_size,

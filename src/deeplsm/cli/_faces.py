@@ -66,7 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quick", action="store_true",
                    help="tiny synthetic run: 96 images of 32 px, 1 epoch, 1 explained image")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace earlier deeplsm output in the folder (only deeplsm's own files)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -82,6 +83,11 @@ def run(args: argparse.Namespace) -> int:
         raise DeepLSMError("--labels needs --data (the image folder)")
     if args.outputs and not args.labels:
         raise DeepLSMError("--outputs applies to --data with --labels")
+    from deeplsm._outputs import prepare_output
+    from deeplsm.cli._common import absolute_inputs
+
+    inputs = absolute_inputs(args, "data", "labels", "weights")
+    out = prepare_output(args.out, inputs=inputs, overwrite=args.overwrite)
     if args.synthetic:
         size = args.image_size or q.get("image_size", 64)
         n = q.get("n_images", args.n_images)
@@ -98,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
         n_explain = 1 if args.n_explain is None else args.n_explain
     if args.quick:
         n_explain = min(n_explain, q["n_explain"])
-    out = run_faces(
-        args.out, data, mode=args.mode, epochs=q.get("epochs", args.epochs), seed=args.seed, lr=args.lr,
+    run_faces(
+        out, data, mode=args.mode, epochs=q.get("epochs", args.epochs), seed=args.seed, lr=args.lr,
         batch_size=args.batch_size, weights=args.weights, methods=args.methods, n_explain=n_explain,
         image=args.image, occlusion_window=args.occlusion_window,
         occlusion_stride=args.occlusion_stride, nt_samples=args.nt_samples,
@@ -107,5 +113,5 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite, verbose=not args.quiet,
         extra_config={"command": ["deeplsm", *sys.argv[1:]] if sys.argv[0].endswith("deeplsm") else None},
     )
-    print(f"deeplsm faces: wrote {out}/report.html, metrics.json and table3.md")
+    print(f"deeplsm faces: wrote {args.out}/report.html, metrics.json and table3.md")
     return 0

@@ -37,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--no-clip", action="store_true", help="do not clip scores to [0, 1]")
     p.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace earlier deeplsm output in the folder (only deeplsm's own files)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -44,12 +46,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from deeplsm._outputs import prepare_output
     from deeplsm._utils import atomic_path, package_versions, write_json
-    from deeplsm.cli._common import load_lesions_from_args
+    from deeplsm.cli._common import absolute_inputs, load_lesions_from_args
     from deeplsm.cohort import write_scores
     from deeplsm.exceptions import DeepLSMError
     from deeplsm.simulate import simulate
 
+    inputs = absolute_inputs(args, "lesions", "weights")
+    out = prepare_output(args.out, inputs=inputs, overwrite=args.overwrite)
     weights = None
     if args.weights:
         wpath = Path(args.weights)
@@ -65,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                    roi_size_mm=args.roi_size_mm, min_patients=args.min_patients,
                    weights=weights, noise=args.noise, volume_weight=args.volume_weight,
                    clip=not args.no_clip, random_state=args.seed)
-    with atomic_path(args.out) as tmp:
+    with atomic_path(out, command="simulate") as tmp:
         tmp.mkdir()
         write_scores(tmp / "scores.csv", cohort.subject_ids, sim.scores, sim.score_names)
         img = cohort.to_img(sim.labels, dtype=np.int16)

@@ -17,11 +17,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from deeplsm._outputs import prepare_output
+    from deeplsm.cli._common import absolute_inputs
     from deeplsm.study import load_config, run_study
 
-    metrics = run_study(load_config(args.config), args.out, verbose=not args.quiet)
+    absolute_inputs(args, "config")
+    config = load_config(args.config)
+    out = prepare_output(args.out, inputs=[args.config, *study_inputs(config)], resume=True)
+    args.interrupt_hint = "rerun the same command to resume"
+    metrics = run_study(config, out, verbose=not args.quiet)
     print_summary(metrics, args.out)
     return 0
+
+
+def study_inputs(config: dict) -> list[str]:
+    """The files and folders a study configuration reads (its --out may not contain them)."""
+    found = [config["cohort"]["source"], config["scores"]["source"], config["scores"].get("truth"),
+             config["models"].get("weights")]
+    return [str(p) for p in found if p and p not in ("synthetic", "simulate")]
 
 
 def print_summary(metrics: dict, out) -> None:

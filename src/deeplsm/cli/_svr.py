@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from deeplsm.classical import SVRLSM
+
     cohort, scores, cov = load_inputs(args)
     fitted = {}
     for i, name in enumerate(scores.columns):

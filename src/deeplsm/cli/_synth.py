@@ -16,7 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="isotropic voxel size in mm of the MNI brain-box grid (default: the "
                    "paper's 1.667 mm)")
     p.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
-    p.add_argument("--out", required=True, help="output folder (replaced atomically)")
+    p.add_argument("--out", required=True, help="output folder: new, empty, or earlier deeplsm output "
+                   "with --overwrite (written atomically)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace earlier deeplsm output in the folder (only deeplsm's own files)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -24,13 +27,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from deeplsm._outputs import prepare_output
     from deeplsm.synthetic import make_wmh_cohort, write_cohort_folder
 
+    out = prepare_output(args.out, overwrite=args.overwrite)
     t0 = time.perf_counter()
     cohort = make_wmh_cohort(args.n, voxel_size=args.voxel_size, random_state=args.seed,
                              verbose=not args.quiet)
     t1 = time.perf_counter()
-    write_cohort_folder(cohort, args.out, verbose=not args.quiet)
+    write_cohort_folder(cohort, out, verbose=not args.quiet)
     vol = cohort.lesion_volumes_ml()
     q1, med, q3 = np.percentile(vol, [25, 50, 75])
     print(f"deeplsm synth: {cohort.n_subjects} subjects on {cohort.shape} at "

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from deeplsm.cli._common import (
+    absolute_inputs,
     add_lesion_options,
     comma_list,
     hyperparameter,
@@ -78,7 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--out", required=True, metavar="RUN", help="run folder to create")
     o.add_argument("--resume", action="store_true",
                    help="continue the killed run in RUN from its last checkpoints (other options ignored)")
-    o.add_argument("--overwrite", action="store_true", help="replace an existing RUN")
+    o.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier deeplsm run in RUN (only deeplsm's own files)")
     p.set_defaults(func=run)
 
 
@@ -87,21 +89,24 @@ def _devices(text: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    from deeplsm._outputs import prepare_output
     from deeplsm.train import resume_run, train_run
 
     verbose = not args.quiet
-    out = Path(args.out)
     if args.resume:
+        out = prepare_output(args.out, resume=True)
+        args.interrupt_hint = f"continue with: deeplsm train --resume --out {args.out}"
         resume_run(out, verbose=verbose)
-        _summary(out)
+        _summary(out, args.out)
         return 0
     if not args.lesions:
         raise DeepLSMError("--lesions is required (unless --resume)")
     if not args.scores:
         raise DeepLSMError("--scores is required (unless --resume)")
-    if out.exists() and not args.overwrite and (not out.is_dir() or any(out.iterdir())):
-        raise DeepLSMError(f"output folder {out} already exists; use --resume to continue a run "
-                           "there or --overwrite to replace it")
+    inputs = absolute_inputs(args, "lesions", "scores", "weights")
+    from deeplsm.train._run import RESUME_HINT
+
+    out = prepare_output(args.out, inputs=inputs, overwrite=args.overwrite, hint=RESUME_HINT)
     from deeplsm.cohort import load_scores
 
     cohort = load_lesions_from_args(args, verbose=verbose)
@@ -117,24 +122,20 @@ def run(args: argparse.Namespace) -> int:
         "early_stopping_patience": args.early_stopping,
     }
     overrides = {k: v for k, v in given.items() if v is not None}  # options left out keep the preset
-    try:
-        train_run(
-            out, cohort, scores, outputs=args.outputs, mode=args.mode, preset=args.preset,
-            seed=args.seed, n_folds=args.folds, fold=args.fold if args.folds else 0,
-            overrides=overrides, weights=args.weights, accelerator=args.accelerator,
-            devices=_devices(args.devices), strategy=args.strategy, tensorboard=args.tensorboard,
-            threads=args.threads, overwrite=args.overwrite, verbose=verbose,
-            sources={"lesions": args.lesions, "scores": args.scores},
-        )
-    except KeyboardInterrupt:
-        print(f"deeplsm: training interrupted; continue with: deeplsm train --resume --out {out}",
-              file=sys.stderr)
-        return 130
-    _summary(out)
+    args.interrupt_hint = f"continue with: deeplsm train --resume --out {args.out}"
+    train_run(
+        out, cohort, scores, outputs=args.outputs, mode=args.mode, preset=args.preset,
+        seed=args.seed, n_folds=args.folds, fold=args.fold if args.folds else 0,
+        overrides=overrides, weights=args.weights, accelerator=args.accelerator,
+        devices=_devices(args.devices), strategy=args.strategy, tensorboard=args.tensorboard,
+        threads=args.threads, overwrite=args.overwrite, verbose=verbose,
+        sources={"lesions": args.lesions, "scores": args.scores},
+    )
+    _summary(out, args.out)
     return 0
 
 
-def _summary(out: Path) -> None:
+def _summary(out: Path, shown: str) -> None:
     import json
 
     m = json.loads((out / "metrics.json").read_text())
@@ -147,4 +148,4 @@ def _summary(out: Path) -> None:
             parts.append(f"{name}: bal.acc={v['balanced_accuracy']:.3f}")
         else:
             parts.append(f"{name}: acc={v['accuracy']:.3f}")
-    print(f"deeplsm train: test {', '.join(parts)}; run folder {out}", file=sys.stderr)
+    print(f"deeplsm train: test {', '.join(parts)}; run folder {shown}", file=sys.stderr)

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from deeplsm.cli._common import (
+    absolute_inputs,
     add_lesion_options,
     comma_list,
     load_lesions_from_args,
@@ -46,13 +47,18 @@ def add_common_options(p: argparse.ArgumentParser, volume_default: str) -> None:
                    help="CFWER: tolerate up to V-1 false positive voxels (default 1 = FWE)")
     a.add_argument("--seed", type=seed_int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace earlier deeplsm output in DIR (only deeplsm's own files)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def load_inputs(args):
-    """Cohort, score table and covariates from the parsed options."""
+    """Check ``--out`` against the output policy, then read the cohort, score table and covariates."""
+    from deeplsm._outputs import prepare_output
     from deeplsm.cohort import load_scores
 
+    inputs = absolute_inputs(args, "lesions", "scores", "covariates")
+    args.out = str(prepare_output(args.out, inputs=inputs, overwrite=args.overwrite))
     cohort = load_lesions_from_args(args, verbose=not args.quiet)
     scores = load_scores(args.scores, cohort.subject_ids, args.outputs)
     cov = None

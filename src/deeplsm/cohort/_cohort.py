@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,5 +146,8 @@ class LesionCohort:
                 n = int(np.prod(shape))
                 data = np.unpackbits(z["packed"], count=n).reshape(shape)
                 return cls(list(z["subject_ids"]), data, z["affine"])
-        except (OSError, KeyError, ValueError) as err:
-            raise DeepLSMError(f"{path}: not a readable deeplsm cohort cache ({err})") from None
+        except PermissionError:
+            raise DeepLSMError(f"cannot read cohort cache {path}: permission denied") from None
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise DeepLSMError(f"{path}: not a readable deeplsm cohort cache, it is damaged or "
+                               f"truncated ({type(err).__name__}: {err})") from None

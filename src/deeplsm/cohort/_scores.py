@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import warnings
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from deeplsm._validation import check_path_exists
+from deeplsm._validation import check_path_exists, check_readable
 from deeplsm.cohort._io import SUBJECT_COLUMNS
 from deeplsm.exceptions import DeepLSMError
 
@@ -45,13 +46,18 @@ def load_scores(
         Float scores indexed by subject ID, rows in ``subject_ids`` order.
     """
     p = check_path_exists(path, "scores file")
+    check_readable(p, "scores file")
+    if p.stat().st_size == 0:
+        raise DeepLSMError(f"{p}: the scores file is empty")
     # Everything as text first, so IDs keep leading zeros in any column; BIDS's "n/a" (like
     # "NA", "nan" and empty cells) is missing under pandas' default NA values.
     sep = "\t" if p.suffix.lower() == ".tsv" else None
     try:
         table = pd.read_csv(p, sep=sep, engine="python" if sep is None else "c", dtype=str)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, csv.Error) as err:
         raise DeepLSMError(f"{p}: cannot read score table ({err})") from None
+    if not len(table):
+        raise DeepLSMError(f"{p}: the scores file has no rows (a header at most)")
     lower = {str(c).lower(): c for c in table.columns}
     sub = next((lower[c] for c in SUBJECT_COLUMNS if c in lower), table.columns[0])
     table[sub] = table[sub].astype(str)
@@ -98,6 +104,14 @@ def load_scores(
         extra = 0
     # Only the rows and columns in use must be complete: n/a elsewhere is fine.
     values = table.to_numpy(dtype=float)
+    inf_cells = np.isinf(values)
+    if inf_cells.any():
+        rows = inf_cells.any(axis=1)
+        i = int(np.argmax(rows))
+        raise DeepLSMError(
+            f"{p}: infinite scores for {int(rows.sum())} subject(s), e.g. {table.index[i]} in "
+            f"column {columns[int(np.argmax(inf_cells[i]))]!r}"
+        )
     bad_cells = ~np.isfinite(values)
     if bad_cells.any():
         rows = bad_cells.any(axis=1)

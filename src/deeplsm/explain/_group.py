@@ -10,7 +10,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from deeplsm._utils import atomic_path, package_versions
+from deeplsm._outputs import write_marker
+from deeplsm._utils import atomic_path, json_text, package_versions
 from deeplsm.exceptions import DeepLSMError
 
 __all__ = ["load_group_sums", "normalise_map", "read_manifest", "save_group_maps"]
@@ -20,6 +21,8 @@ _ENTRY_KEYS = ("method", "output", "file", "sum_file")
 
 #: Methods whose group map keeps only the positive part by default (as the paper does).
 POSITIVE_BY_DEFAULT = {"ig": True, "gradshap": True, "occlusion": False, "occlusion_captum": False}
+#: What a maps folder holds (its deeplsm marker owns these).
+MAPS_LAYOUT = ("*.nii.gz", "sums", "maps.json")
 
 
 def normalise_map(summed: np.ndarray, *, positive: bool = True) -> np.ndarray:
@@ -132,6 +135,8 @@ def save_group_maps(
     """
     out_dir = Path(out_dir)
     existing = read_manifest(out_dir)  # a corrupt manifest stops us before anything is written
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_marker(out_dir, owns=MAPS_LAYOUT, command="explain")
     pos = dict(POSITIVE_BY_DEFAULT)
     pos.update(positive or {})
     paths: dict[str, dict[str, Path]] = {}
@@ -158,7 +163,7 @@ def save_group_maps(
         **(metadata or {}),
     }
     with atomic_path(manifest_path) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        tmp.write_text(json_text(manifest, fallback=str))
     return paths
 
 

@@ -36,6 +36,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from deeplsm._outputs import check_output_dir
 from deeplsm._utils import atomic_path, package_versions, write_json
 from deeplsm.evaluate import prediction_metrics
 from deeplsm.exceptions import DeepLSMError
@@ -46,6 +47,10 @@ log = logging.getLogger("deeplsm")
 
 MODES = ("multi", "single", "both")
 METHODS = ("ig", "gradshap", "occlusion")
+#: What an output folder holds (its deeplsm marker owns these, so --overwrite replaces them only).
+FACES_LAYOUT = ("config.json", "metrics.json", "table3.csv", "table3.md", "predictions.csv", "split.csv",
+                "explanations.npz", "localisation.csv", "fig5_predictions.png", "fig6_*.png",
+                "learning_curves.png", "report.html", "checkpoints", "logs")
 METHOD_LABELS = {"ig": "Integrated Gradients", "gradshap": "GradientSHAP", "occlusion": "Occlusion"}
 #: The Table III metric of each output kind.
 TABLE_METRIC = {"regression": "mse", "regression01": "mse", "binary": "accuracy",
@@ -123,6 +128,8 @@ def fit_models(out: Path, data: ImageSet, split: np.ndarray, *, mode: str, hp: d
         _make_trainer,
         _quiet_lightning,
         _regression_scale,
+        fit_interruptible,
+        run_relative,
     )
 
     task = data.task
@@ -150,14 +157,12 @@ def fit_models(out: Path, data: ImageSet, split: np.ndarray, *, mode: str, hp: d
             trainer.callbacks[:] = [c for c in trainer.callbacks
                                     if not (isinstance(c, ModelCheckpoint) and c is not ckpt_cb)]
             t0 = time.perf_counter()
-            trainer.fit(module, datamodule=dm)
-            if trainer.interrupted:
-                raise KeyboardInterrupt
+            fit_interruptible(trainer, module, datamodule=dm)
             best = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else ckdir / "last.ckpt"
             net = _load_net(best, sub, {"dims": 2, "n_input_channels": 3}, "cpu")
             models.setdefault(group, {})[sub.names[0] if group == "single" else "multi"] = net
             score = ckpt_cb.best_model_score
-            info[key] = {"best_checkpoint": str(best.relative_to(out)),
+            info[key] = {"best_checkpoint": run_relative(best, out),
                          "best_val_loss": float(score) if score is not None else None,
                          "best_epoch": _best_epoch(out, key),
                          "epochs": int(trainer.current_epoch),
@@ -377,8 +382,7 @@ def run_faces(
     if epochs < 1 or batch_size < 2 or not lr > 0 or n_explain < 0:
         raise DeepLSMError(f"need epochs >= 1, batch_size >= 2, lr > 0 and n_explain >= 0; got {epochs}, "
                            f"{batch_size}, {lr}, {n_explain}")
-    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
-        raise DeepLSMError(f"output folder {out} already exists and is not empty; use --overwrite")
+    check_output_dir(out, overwrite=overwrite)
     if weights is not None:
         from deeplsm.models import build_resnet18_2d
 
@@ -425,7 +429,7 @@ def run_faces(
         "versions": package_versions(),
     }
     t_start = time.perf_counter()
-    with atomic_path(out) as tmp:
+    with atomic_path(out, owns=FACES_LAYOUT, command="faces") as tmp:
         tmp.mkdir()
         write_json(tmp / "config.json", config)
         _write_csv(tmp / "split.csv", pd.DataFrame({"image": data.ids, "split": split}))

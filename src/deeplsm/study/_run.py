@@ -16,6 +16,11 @@ A stage is skipped when its record holds the same key: a hash of its own setting
 keys of the stages it reads, so changing a setting redoes that stage and everything downstream.
 Training is resumable from its ``last.ckpt`` after a kill; every other stage writes to a
 temporary folder and renames it, so an interrupted stage leaves nothing half-written.
+
+A record also vouches for the stage's outputs: the size and SHA-256 of each file (size and
+modification time for files over 64 MiB, such as checkpoints). An output that went missing or
+changed, a truncated or empty record, or a damaged training checkpoint redoes that stage with a
+warning instead of failing later. Temporary folders left by a killed run are removed.
 """
 
 from __future__ import annotations
@@ -24,14 +29,15 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from deeplsm._outputs import check_output_dir, clean_stale_temps, is_deeplsm_dir, remove_output, write_marker
 from deeplsm._utils import atomic_path, package_versions, write_json
 from deeplsm.cohort import LesionCohort, load_lesions, load_scores, write_scores
 from deeplsm.exceptions import DeepLSMError
@@ -48,6 +54,12 @@ log = logging.getLogger("deeplsm")
 
 STAGES = ("cohort", "simulate", "train_multi", "train_single", "explain_multi", "explain_single",
           "vlsm", "svr", "ridge", "evaluate", "report")
+#: What a study folder holds (its deeplsm marker owns these).
+STUDY_LAYOUT = ("config.json", "stages", "cohort", "simulation", "train", "maps", "classical",
+                "evaluation.json", "metrics.json", "report.html", "README.txt")
+RECORD_FORMAT = 2
+#: Files up to this size are vouched for by content hash, larger ones by size and mtime.
+HASH_LIMIT = 64 * 2**20
 
 
 def _key(*parts: object) -> str:
@@ -81,16 +93,27 @@ class Study:
     def _record_path(self, name: str) -> Path:
         return self.out / "stages" / f"{name}.json"
 
-    def _stage(self, name: str, key: str, fn: Callable[[], None]) -> None:
+    def _stage(self, name: str, key: str, fn: Callable[[], None], outputs: Sequence[str] = ()) -> None:
+        """Run ``fn`` unless the stage's record holds ``key`` and its ``outputs`` are intact.
+
+        ``outputs`` are paths relative to the study folder (files, folders, or glob patterns) that
+        the record vouches for.
+        """
         self.keys[name] = key
         rec_path = self._record_path(name)
-        if rec_path.exists():
-            rec = json.loads(rec_path.read_text())
-            if rec.get("key") == key:
+        rec = self._read_record(rec_path)
+        if rec is not None and rec.get("key") == key:
+            damaged = self._damaged_output(rec)
+            if damaged is None:
                 self.timings[name] = float(rec.get("seconds", 0.0))
                 self.skipped.append(name)
                 log.info("stage %-14s cached (%.1f s when run)", name, self.timings[name])
                 return
+            warnings.warn(f"stage {name}: output {damaged} is missing or damaged; redoing the stage",
+                          UserWarning, stacklevel=2)
+            rec_path.unlink(missing_ok=True)
+            self._discard(name)
+        elif rec_path.exists():
             rec_path.unlink()
         log.info("stage %-14s running", name)
         t0 = time.perf_counter()
@@ -98,8 +121,73 @@ class Study:
         secs = time.perf_counter() - t0
         self.timings[name] = secs
         self.ran.append(name)
-        write_json(rec_path, {"stage": name, "key": key, "seconds": round(secs, 3)})
+        write_json(rec_path, {"stage": name, "key": key, "seconds": round(secs, 3),
+                              "format": RECORD_FORMAT, "outputs": self._fingerprint(outputs)})
         log.info("stage %-14s done in %.1f s", name, secs)
+
+    @staticmethod
+    def _read_record(path: Path) -> dict | None:
+        """A stage record, or ``None`` when absent; a truncated or empty one counts as absent."""
+        if not path.exists():
+            return None
+        try:
+            rec = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            rec = None
+        if not isinstance(rec, dict) or "key" not in rec:
+            warnings.warn(f"{path} is damaged (truncated or empty); redoing that stage",
+                          UserWarning, stacklevel=3)
+            path.unlink()
+            return None
+        return rec
+
+    def _fingerprint(self, outputs: Sequence[str]) -> dict[str, dict]:
+        """``{relative path: {size, sha256 | mtime_ns}}`` of every file under ``outputs``."""
+        files: dict[str, dict] = {}
+        for pattern in outputs:
+            for f in self._expand(pattern):
+                st = f.stat()
+                entry: dict = {"size": st.st_size}
+                if st.st_size <= HASH_LIMIT:
+                    entry["sha256"] = _sha256(f)
+                else:
+                    entry["mtime_ns"] = st.st_mtime_ns
+                files[f.relative_to(self.out).as_posix()] = entry
+        return files
+
+    def _expand(self, pattern: str) -> list[Path]:
+        paths = sorted(self.out.glob(pattern)) if any(c in pattern for c in "*?[") else [self.out / pattern]
+        found = []
+        for p in paths:
+            if p.is_dir():
+                found.extend(sorted(f for f in p.rglob("*") if f.is_file() and not _hidden(f, p)))
+            elif p.is_file():
+                found.append(p)
+        return found
+
+    def _damaged_output(self, rec: dict) -> str | None:
+        """The first recorded output that is missing or differs, or ``None`` when all are intact.
+
+        Records written before outputs were vouched for (no ``outputs`` entry) are trusted.
+        """
+        for rel, want in (rec.get("outputs") or {}).items():
+            f = self.out / rel
+            try:
+                st = f.stat()
+            except OSError:
+                return rel
+            if not f.is_file() or st.st_size != want.get("size"):
+                return rel
+            if "sha256" in want and _sha256(f) != want["sha256"]:
+                return rel
+            if "mtime_ns" in want and st.st_mtime_ns != want["mtime_ns"]:
+                return rel
+        return None
+
+    def _discard(self, name: str) -> None:
+        """Remove a damaged stage's outputs that cannot be replaced atomically (training)."""
+        if name.startswith("train_"):
+            remove_output(self.run_dir(name.removeprefix("train_")))
 
     # --- paths ----------------------------------------------------------------------------
     @property
@@ -128,29 +216,34 @@ class Study:
         grid = analysis_grid(cfg["cohort"])
         if grid is not None:  # known from the settings: check before any stage runs
             check_grid(cfg, grid)
+        check_output_dir(self.out, resume=True, what="study folder")
         self.out.mkdir(parents=True, exist_ok=True)
+        write_marker(self.out, owns=STUDY_LAYOUT, command="study")
+        clean_stale_temps(self.out, recursive=True)
         write_json(self.out / "config.json", cfg)
         k_cohort = _key("cohort", cfg["cohort"])
-        self._stage("cohort", k_cohort, self._make_cohort)
+        self._stage("cohort", k_cohort, self._make_cohort, ["cohort/cohort.lesions.npz"])
         if grid is None:  # the lesions' own grid: check before anything is trained
             check_grid(cfg, self.load_cohort().grid)
         k_sim = _key("simulate", k_cohort, cfg["scores"])
-        self._stage("simulate", k_sim, self._make_scores)
+        self._stage("simulate", k_sim, self._make_scores, ["simulation"])
         model_cfg = {k: cfg["models"][k] for k in ("preset", "seed", "overrides", "weights")}
         for mode in cfg["models"]["modes"]:
             extra = cfg["models"]["single_overrides"] if mode == "single" else {}
             k_train = _key("train", mode, k_sim, model_cfg, extra)
-            self._stage(f"train_{mode}", k_train, lambda m=mode: self._train(m))
+            self._stage(f"train_{mode}", k_train, lambda m=mode: self._train(m), [f"train/{mode}"])
             k_expl = _key("explain", k_train, cfg["explain"])
-            self._stage(f"explain_{mode}", k_expl, lambda m=mode: self._explain(m))
+            self._stage(f"explain_{mode}", k_expl, lambda m=mode: self._explain(m), [f"maps/{mode}"])
         for method in cfg["classical"]["methods"]:
             k_cls = _key(method, k_sim, cfg["classical"], cfg["models"]["seed"])
-            self._stage(method, k_cls, lambda m=method: self._classical(m))
+            self._stage(method, k_cls, lambda m=method: self._classical(m),
+                        [f"classical/{method}", f"maps/classical/{method}_*.nii.gz"])
         upstream = [self.keys[s] for s in STAGES if s in self.keys]
         if self.truth_path is not None:
             from deeplsm.evaluate import METRICS_VERSION
 
-            self._stage("evaluate", _key("evaluate", upstream, METRICS_VERSION), self._evaluate)
+            self._stage("evaluate", _key("evaluate", upstream, METRICS_VERSION), self._evaluate,
+                        ["evaluation.json"])
         else:  # no ground truth in this run: an earlier run's evaluation must not linger
             for stale in (self.out / "evaluation.json", self._record_path("evaluate")):
                 stale.unlink(missing_ok=True)
@@ -210,13 +303,13 @@ class Study:
         m = self.config["models"]
         out = self.run_dir(mode)
         if (out / "metrics.json").exists():
-            shutil.rmtree(out)  # finished under another key: retrain
-        if out.exists() and any(out.rglob("last.ckpt")):
+            remove_output(out)  # finished under another key: retrain
+        if is_deeplsm_dir(out) and any(out.rglob("last.ckpt")):
             log.info("resuming %s from its last checkpoint", out)
             resume_run(out, verbose=self.verbose)
             return
         if out.exists():
-            shutil.rmtree(out)
+            remove_output(out)
         overrides = {**m["overrides"], **(m["single_overrides"] if mode == "single" else {})}
         train_run(out, self.load_cohort(), self._scores(), mode=mode, preset=m["preset"],
                   seed=m["seed"], overrides=overrides or None, weights=m["weights"],
@@ -279,6 +372,7 @@ class Study:
 
         maps = self.out / "maps" / "classical"
         maps.mkdir(parents=True, exist_ok=True)
+        write_marker(maps, owns=("*.nii.gz",), command="study")
         for name, est in fitted.items():
             stat = np.asarray(est.statistic_img_.dataobj, dtype=np.float64)
             with atomic_path(maps / f"{method}_{name}.nii.gz") as tmp:
@@ -371,6 +465,19 @@ def _volume_trend(train: LesionCohort, y_train: np.ndarray, cohort: LesionCohort
     Z = np.column_stack([np.ones(train.n_subjects), train.lesion_volumes_ml()])
     beta = np.linalg.lstsq(Z, y_train, rcond=None)[0]
     return np.column_stack([np.ones(cohort.n_subjects), cohort.lesion_volumes_ml()]) @ beta - y_train.mean()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(2**20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _hidden(f: Path, root: Path) -> bool:
+    """Whether ``f`` lies under a hidden name below ``root`` (markers, temporary files)."""
+    return any(part.startswith(".") for part in f.relative_to(root).parts)
 
 
 def _copy_truth(truth: str, cohort: LesionCohort, dest: Path) -> None:

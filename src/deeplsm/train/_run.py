@@ -16,17 +16,24 @@ Run directory (the contract that ``deeplsm explain --run RUN`` consumes)::
 
 Bad input is rejected before ``RUN`` is created. Once training starts, ``RUN`` exists and holds
 ``config.json`` and ``last.ckpt`` checkpoints, so a killed run is resumable
-(:func:`resume_run`); ``metrics.json`` appears only when the run is complete.
+(:func:`resume_run`); ``metrics.json`` appears only when the run is complete. Checkpoints are
+written to a temporary file and renamed (:class:`AtomicCheckpointIO`), so a kill or a full disk
+never leaves a truncated checkpoint in place; a damaged ``last.ckpt`` found on resume restarts
+that model, with a warning.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
 import shutil
+import signal
+import threading
 import time
+import uuid
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,8 +43,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
+from deeplsm._outputs import TMP_TAG, check_output_dir
 from deeplsm._utils import atomic_path, package_versions, progress_disabled, write_json
 from deeplsm.cohort import LesionCohort
 from deeplsm.evaluate import prediction_metrics
@@ -51,6 +60,11 @@ log = logging.getLogger("deeplsm")
 
 CONFIG_FORMAT = 1
 MODES = ("multi", "single")
+RESUME_HINT = ("use --resume to continue the run there, or --overwrite to replace it (only deeplsm's own "
+               "files are replaced)")
+#: What a run folder holds (its marker owns these, so --overwrite replaces exactly them).
+RUN_LAYOUT = ("config.json", "cohort.lesions.npz", "scores.csv", "split.csv", "checkpoints", "logs",
+              "metrics.json", "predictions.csv", "learning_curves.png", "maps")
 
 
 # --- targets ------------------------------------------------------------------------------------
@@ -199,11 +213,11 @@ def load_trained(run_dir: str | os.PathLike, *, map_location: str = "cpu") -> Tr
     cfg_path = run_dir / "config.json"
     if not cfg_path.is_file():
         raise DeepLSMError(f"not a deeplsm training run (no config.json): {run_dir}")
-    config = json.loads(cfg_path.read_text())
+    config = _read_json(cfg_path, "run configuration")
     task = TaskSpec(config["outputs"])
     cohort = LesionCohort.load(run_dir / "cohort.lesions.npz")
     split = _read_split(run_dir / "split.csv")
-    scores = pd.read_csv(run_dir / "scores.csv", dtype={"subject": str}).set_index("subject")
+    scores = _read_table(run_dir / "scores.csv").set_index("subject")
     models = {}
     for key, sub_task in _model_tasks(config["mode"], task):
         ckpt = _ckpt_dir(run_dir, config["mode"], key) / "best.ckpt"
@@ -235,8 +249,10 @@ def _ckpt_dir(run_dir: Path, mode: str, key: str) -> Path:
 
 
 def _read_split(path: Path) -> dict[str, str]:
-    df = pd.read_csv(path, dtype=str)
-    return dict(zip(df["subject"], df["split"]))
+    df = _read_table(path)
+    if not {"subject", "split"} <= set(df.columns):
+        raise DeepLSMError(f"{path}: damaged split table (needs subject and split columns)")
+    return dict(zip(df["subject"].astype(str), df["split"].astype(str)))
 
 
 # --- training -----------------------------------------------------------------------------------
@@ -320,9 +336,7 @@ def train_run(
     if mode not in MODES:
         raise DeepLSMError(f"mode must be 'multi' or 'single', got {mode!r}")
     hp = get_preset(preset, overrides)
-    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
-        raise DeepLSMError(f"output folder {out} already exists; use --resume to continue a run "
-                           "there or --overwrite to replace it")
+    check_output_dir(out, overwrite=overwrite, hint=RESUME_HINT)
     ids = lesions.subject_ids
     missing = [s for s in ids if s not in scores.index]
     if missing:
@@ -372,7 +386,7 @@ def train_run(
     }
     # Stage the inputs of the run and move them into place at once, so a failure here leaves
     # nothing behind; training itself then works in `out` so that it can be resumed.
-    with atomic_path(out) as tmp:
+    with atomic_path(out, owns=RUN_LAYOUT, command="train") as tmp:
         tmp.mkdir()
         write_json(tmp / "config.json", config)
         lesions.save(tmp / "cohort.lesions.npz")
@@ -389,9 +403,9 @@ def resume_run(out: str | os.PathLike, *, verbose: bool = True, callbacks: Seque
     cfg_path = out / "config.json"
     if not cfg_path.is_file():
         raise DeepLSMError(f"cannot resume: {out} is not a deeplsm training run (no config.json)")
-    config = json.loads(cfg_path.read_text())
+    config = _read_json(cfg_path, "run configuration")
     cohort = LesionCohort.load(out / "cohort.lesions.npz")
-    scores = pd.read_csv(out / "scores.csv", dtype={"subject": str}).set_index("subject")
+    scores = _read_table(out / "scores.csv").set_index("subject")
     task = TaskSpec(config["outputs"])
     split = _read_split(out / "split.csv")
     ids = cohort.subject_ids
@@ -425,8 +439,14 @@ def _execute(out: Path, config: dict, x: np.ndarray, y: np.ndarray, ids: list[st
             ckdir = _ckpt_dir(out, config["mode"], key)
             done = ckdir / "complete.json"
             if done.is_file():
-                fit_info[key] = json.loads(done.read_text())
-                continue
+                try:
+                    fit_info[key] = json.loads(done.read_text())
+                    continue
+                except ValueError:
+                    warnings.warn(f"{done} is damaged; checking model {key!r} again from its last "
+                                  "checkpoint", UserWarning, stacklevel=2)
+                    done.unlink()
+            _drop_damaged_checkpoints(out, ckdir, key)
             cols = [task.names.index(n) for n in sub_task.names]
             L.seed_everything(config["seed"], workers=True, verbose=False)
             module = LSMModule(
@@ -443,21 +463,19 @@ def _execute(out: Path, config: dict, x: np.ndarray, y: np.ndarray, ids: list[st
             last = ckdir / "last.ckpt"
             # Lightning's CSVLogger starts a fresh metrics.csv on resume; keep the earlier epochs.
             log_csv = out / "logs" / key / "metrics.csv"
-            earlier = pd.read_csv(log_csv) if last.is_file() and log_csv.is_file() else None
+            earlier = _read_log(log_csv) if last.is_file() else None
             t_fit = time.perf_counter()
-            trainer.fit(module, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
+            fit_interruptible(trainer, module, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
             if earlier is not None and log_csv.is_file():
                 new = pd.read_csv(log_csv)
                 first = new["epoch"].min() if len(new) else np.inf
                 merged = pd.concat([earlier[earlier["epoch"] < first], new], ignore_index=True)
                 _write_csv(log_csv, merged)
             is_zero = trainer.is_global_zero
-            if trainer.interrupted:
-                raise KeyboardInterrupt
             if is_zero:
                 best_score = ckpt_cb.best_model_score
                 fit_info[key] = {
-                    "best_checkpoint": str(Path(ckpt_cb.best_model_path).relative_to(out))
+                    "best_checkpoint": run_relative(ckpt_cb.best_model_path, out)
                     if ckpt_cb.best_model_path else None,
                     "best_val_loss": float(best_score) if best_score is not None else None,
                     "best_epoch": _best_epoch(out, key),
@@ -540,8 +558,115 @@ def _make_trainer(out: Path, config: dict, key: str, ckdir: Path, extra: Sequenc
         num_sanity_val_steps=0,
         log_every_n_steps=1,
         default_root_dir=out,
+        plugins=[AtomicCheckpointIO()],
     )
     return trainer, ckpt_cb
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint IO, except that a checkpoint is written in full to a temporary file
+    beside its target and then renamed onto it: a kill or a full disk never leaves a truncated
+    checkpoint in place (the previous one stays)."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError("storage_options is not supported by AtomicCheckpointIO")
+        save_atomic(checkpoint, path)
+
+
+def save_atomic(obj, path: str | os.PathLike) -> None:
+    """``torch.save(obj, path)`` through a temporary sibling file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    tmp = path.parent / f".{path.name}{TMP_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(buf.getbuffer())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def fit_interruptible(trainer, module, **kwargs) -> None:
+    """``trainer.fit``, but an interrupted fit raises :class:`KeyboardInterrupt`.
+
+    Lightning catches Ctrl-C itself, ignores SIGINT from then on and calls ``sys.exit(1)``; this
+    restores the SIGINT handler and turns that exit back into an interruption, which the CLI
+    reports as ``deeplsm: interrupted`` with exit code 130 (143 for SIGTERM).
+    """
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        trainer.fit(module, **kwargs)
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if main and before is not None:
+            signal.signal(signal.SIGINT, before)
+    if trainer.interrupted:
+        raise KeyboardInterrupt
+
+
+def run_relative(path: str | os.PathLike, run_dir: str | os.PathLike) -> str:
+    """``path`` relative to ``run_dir``; Lightning reports absolute, symlink-resolved paths while
+    ``run_dir`` may be relative or pass through a symlink, so both are resolved first."""
+    return os.path.relpath(os.path.realpath(path), os.path.realpath(run_dir))
+
+
+def _checkpoint_readable(path: Path) -> bool:
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception:  # a damaged file raises many types
+        return False
+    return isinstance(ck, dict) and "state_dict" in ck
+
+
+def _drop_damaged_checkpoints(out: Path, ckdir: Path, key: str) -> None:
+    """A damaged ``last.ckpt`` or ``best.ckpt`` (from a kill or a full disk before checkpoints were
+    written atomically, or damage since) restarts that model from scratch, with a warning."""
+    files = (ckdir / "last.ckpt", ckdir / "best.ckpt")
+    damaged = [p for p in files if p.is_file() and not _checkpoint_readable(p)]
+    if not damaged:
+        return
+    warnings.warn(f"{damaged[0]} is damaged (truncated or unreadable); restarting model {key!r} from "
+                  "the beginning", UserWarning, stacklevel=3)
+    for p in files:
+        p.unlink(missing_ok=True)
+    shutil.rmtree(out / "logs" / key, ignore_errors=True)
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        body = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DeepLSMError(f"{path}: damaged {what} ({err})") from None
+    if not isinstance(body, dict):
+        raise DeepLSMError(f"{path}: damaged {what} (not a JSON object)")
+    return body
+
+
+def _read_log(path: Path) -> pd.DataFrame | None:
+    try:
+        return pd.read_csv(path) if path.is_file() else None
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        warnings.warn(f"{path} is damaged; the learning curves restart at the resumed epoch",
+                      UserWarning, stacklevel=3)
+        return None
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DeepLSMError(f"{path} is missing; the run folder is incomplete")
+    try:
+        return pd.read_csv(path, dtype={"subject": str})
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise DeepLSMError(f"{path}: cannot read table, it is damaged ({err})") from None
 
 
 def _tensorboard_available() -> bool:
@@ -633,4 +758,7 @@ def plot_learning_curves(run_dir: str | os.PathLike, keys: Sequence[str]) -> Pat
 
 
 def remove_run(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+    """Delete a run folder that deeplsm wrote (its own files only)."""
+    from deeplsm._outputs import remove_output
+
+    remove_output(path)
