@@ -40,6 +40,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "overrides": {},  # hyperparameters for every model
         "single_overrides": {},  # extra hyperparameters for single-output models
         "weights": None,  # a local MedicalNet checkpoint
+        "device": "auto",  # auto, cpu, cuda, cuda:N or mps: where the CNNs train
         "devices": "auto",
         "strategy": "auto",
         "threads": None,  # torch CPU threads (None: one per core)
@@ -57,6 +58,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "stride": 2,
         "occlusion_positive": True,  # positive part, as for IG/GS (zero stays zero)
         "seed": 0,
+        "device": "auto",  # auto, cpu, cuda, cuda:N or mps: where the CNNs are explained
     },
     "classical": {
         "methods": ["vlsm", "svr"],
