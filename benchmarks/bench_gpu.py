@@ -285,8 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     rc = 0
     try:
         metrics = run_study(config, out, verbose=not args.tiny)
-        rec.finish("report", metrics.get("timings_s", {}).get("report"))
-        rec.data["study_total_s"] = round(sum(metrics.get("timings_s", {}).values()), 2)
+        timings = metrics.get("timings_s", {})
+        for stage, secs in timings.items():  # the study's own figures, unrounded by its log
+            if stage in rec.data["stages"] and rec.data["stages"][stage].get("status") == "done":
+                rec.data["stages"][stage]["seconds"] = secs
+        rec.finish("report", timings.get("report"))
+        rec.data["study_total_s"] = round(sum(timings.values()), 2)
         rec.data["results"] = summarise(metrics)
         rec.write()
         if args.copy_report:
