@@ -4,6 +4,7 @@ elsewhere, and the ``gpu`` preset."""
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
 import lightning as L
 import numpy as np
@@ -15,8 +16,8 @@ from deeplsm import _device
 from deeplsm._device import module_device, resolve_device
 from deeplsm.cli import build_parser
 from deeplsm.exceptions import DeepLSMError
-from deeplsm.train import get_preset, load_trained, resume_run, train_run
 from deeplsm.train import _run as train_mod
+from deeplsm.train import get_preset, load_trained, resume_run, train_run
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 TINY = {"max_epochs": 1, "batch_size": 8}
@@ -107,7 +108,7 @@ def test_map_location_is_checked_first(cpu_run, monkeypatch):
 class _FakeTrainer:
     """Stands in for lightning.Trainer: records the arguments, then stops."""
 
-    seen: dict = {}
+    seen: ClassVar[dict] = {}
 
     def __init__(self, **kwargs):
         _FakeTrainer.seen = kwargs
