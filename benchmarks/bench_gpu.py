@@ -15,8 +15,9 @@ seconds have passed it stops the run (exit code 124) and records the stage it st
 killed run still says where the time went; a second, hard limit 30 s later ends the process
 even if a native call does not return.
 
-On a CPU, ``--tiny`` runs the same stages at toy size (60 subjects at 8 mm, 1 epoch) in well
-under a minute; ``tests/benchmarks`` runs it that way.
+On a CPU, ``--tiny`` runs the same stages at toy size (60 subjects at 8 mm, 1 epoch, fp32, one
+torch thread): about 30 s of CPU time (26 s user time; 130 s wall on the shared 2-core machine at
+load average 15); ``tests/benchmarks`` runs it that way.
 
 Launching it on a GPU machine of this workplace (see /work/.library/device/README.md)
 ------------------------------------------------------------------------------------------

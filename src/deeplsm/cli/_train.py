@@ -70,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--devices N (or a list such as 0,1) and --strategy ddp: Lightning then trains on those "
         "GPUs and --device (auto or cuda) evaluates. --accelerator is optional and must agree "
         "with --device.")
-    add_device_option(d, default=None, extra=" (with --resume: default the run's own setting)")
+    add_device_option(d, default=None, extra=" (default: auto; with --resume: the run's own setting)")
     d.add_argument("--accelerator", default="auto",
                    help="Lightning accelerator; leave at auto, --device chooses (default: auto)")
     d.add_argument("--devices", default="auto",
