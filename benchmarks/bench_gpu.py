@@ -5,7 +5,7 @@ subjects on the paper's grid (1.667 mm, 87×109×93), three 8-voxel ROIs, the mu
 and one single-output model per score (``gpu`` preset: bf16, batch 32, AdamW one-cycle; 30
 epochs multi, 20 single), Integrated Gradients (32 steps), GradientSHAP (8 samples) and
 lesion-aware occlusion (window 8, stride 4) on every test subject, VLSM (t-test, 1000
-permutations), SVR-LSM, evaluation and the report. Then, if time is left, one epoch of the
+permutations), SVR-LSM, evaluation and the report. Then, within the same limit, one epoch of the
 paper's own preset (Adam 1e-5, batch 4, fp32) on the same cohort, so that the cost of the paper's
 settings (200 epochs per model) can be stated.
 
@@ -24,15 +24,16 @@ Launching it on a GPU machine of this workplace (see /work/.library/device/READM
 That machine has torch, Lightning, scipy, scikit-learn, pandas and matplotlib but not MONAI,
 captum, nibabel or nilearn, and it cannot download anything. Here, once, in the repository root::
 
-    bash benchmarks/gpu_wheels.sh          # the four wheels into .whl/ (git-ignored), ~25 MB
+    bash benchmarks/gpu_wheels.sh          # the four wheels into .whl/ (git-ignored), 17 MB
 
 Then one ``run`` call, carrying ``.whl`` (``carry: [".whl"]``, ``timeout_s`` 600)::
 
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \\
-        --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:src PYTHONUNBUFFERED=1 \\
+        --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:src PYTHONUNBUFFERED=1 CI=1 \\
         && python3 benchmarks/bench_gpu.py --out /tmp/gpu_study --json $OUT/bench_gpu.json \\
            --copy-report $OUT/report.html --time-limit 540
 
+(``CI=1`` hides the progress bars, so the returned log tail holds the stage lines.)
 ``$OUT/bench_gpu.json`` comes back with the stage times, the GPU's name and memory, the test r²
 and localisation scores, and the paper-preset epoch; ``$OUT/report.html`` is the study's report.
 Anywhere else: ``PYTHONPATH=src python benchmarks/bench_gpu.py --out gpu_study``.
