@@ -136,6 +136,8 @@ def main() -> None:
     ap.add_argument("--n-coarse", type=int, default=2, help="volumes at the coarse grid")
     ap.add_argument("--n-paper", type=int, default=2, help="volumes at the paper grid")
     ap.add_argument("--skip", default="", help="comma list of cases to skip")
+    ap.add_argument("--no-captum", action="store_true",
+                    help="estimate captum's time at the coarse grid instead of running its full sweep")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     torch.manual_seed(0)
@@ -148,7 +150,8 @@ def main() -> None:
     net = resnet10().eval()
     tiny = TinyCNN().eval()
     if "resnet10_coarse" not in skip:
-        results["cases"].append(occlusion_case("resnet10_coarse", net, coarse, 8, 4, 16, True, vml_c))
+        results["cases"].append(occlusion_case("resnet10_coarse", net, coarse, 8, 4, 16,
+                                                      not args.no_captum, vml_c))
     if "tinycnn_paper" not in skip:
         results["cases"].append(occlusion_case("tinycnn_paper", tiny, paper, 8, 4, 16, True, vml_p))
     if "resnet10_paper" not in skip:

@@ -43,7 +43,7 @@ def tiny_run(tmp_path, monkeypatch):
         model_for=lambda name: (net, {"score_1": 0, "score_2": 1}[name]),
     )
     monkeypatch.setitem(sys.modules, "deeplsm.train",
-                        types.SimpleNamespace(load_trained=lambda path: run))
+                        types.SimpleNamespace(load_trained=lambda path, map_location="cpu": run))
     truth = np.zeros(SHAPE, np.uint8)
     truth[1:3, 1:4, 1:4] = 1
     truth[4:6, 4:7, 4:8] = 2

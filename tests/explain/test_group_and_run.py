@@ -128,9 +128,10 @@ def make_fake_run(run_dir, rng, n=6, multi=True):
             else {"score_1": (TinyNet(1), 0), "score_2": (TinyNet(1), 0)})
     run = _FakeRun(cohort, split, nets)
 
-    def load_trained(path):
+    def load_trained(path, map_location="cpu"):
         if str(path) != str(run_dir):
             raise DeepLSMError(f"not a run: {path}")
+        run.map_location = map_location
         return run
 
     return run, types.SimpleNamespace(load_trained=load_trained)

@@ -59,6 +59,22 @@ def comma_list(text: str) -> list[str]:
     return items
 
 
+def add_device_option(parser, default: str | None = "auto", extra: str = "") -> None:
+    """``--device``: where networks train, predict and are explained."""
+    from deeplsm._device import DEVICE_HELP
+
+    help_text = DEVICE_HELP if default == "auto" else DEVICE_HELP.replace(" (default: auto)", "")
+    parser.add_argument("--device", default=default, metavar="DEV", help=help_text + extra)
+
+
+def device_from_args(args: argparse.Namespace, default: str = "auto"):
+    """The checked :class:`torch.device` of ``--device`` (a user error names the option)."""
+    from deeplsm._device import resolve_device
+
+    spec = args.device if args.device is not None else default
+    return resolve_device(spec, what="--device")
+
+
 def add_lesion_options(parser: argparse.ArgumentParser) -> None:
     """``--lesions`` plus the analysis-grid options every lesion-reading command shares."""
     g = parser.add_argument_group("lesions and analysis grid")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from deeplsm.cli._common import add_device_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the whole study on the embedded synthetic WMH cohort",
@@ -16,18 +18,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     size.add_argument("--preset", choices=("fast", "paper"), default="fast",
                       help="'paper': the paper's scale (1.667 mm grid, paper training preset; "
                       "meant for a GPU)")
+    add_device_option(p, default=None, extra=" (default: auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from deeplsm._outputs import prepare_output
-    from deeplsm.cli._study import print_summary
+    from deeplsm.cli._study import apply_device, print_summary
     from deeplsm.study import demo_config, run_study
 
+    config = apply_device(demo_config(quick=args.quick, preset=args.preset), args)
     out = prepare_output(args.out, resume=True)
     args.interrupt_hint = "rerun the same command to resume"
-    metrics = run_study(demo_config(quick=args.quick, preset=args.preset), out,
-                        verbose=not args.quiet)
+    metrics = run_study(config, out, verbose=not args.quiet)
     print_summary(metrics, args.out)
     return 0

@@ -8,7 +8,9 @@ import sys
 
 from deeplsm.cli._common import (
     absolute_inputs,
+    add_device_option,
     comma_list,
+    device_from_args,
     nonnegative_float,
     positive_int,
     seed_int,
@@ -30,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--outputs", type=comma_list, help="output names (default: all)")
     p.add_argument("--max-subjects", type=positive_int, help="explain only the first N subjects")
     p.add_argument("--out", metavar="DIR", help="output folder (default RUN/maps)")
+    add_device_option(p)
     g = p.add_argument_group("occlusion")
     g.add_argument("--occlusion-window", type=voxels_or_mm, default=8,
                    help="voxels, or mm as 12mm (default 8)")
@@ -37,7 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="voxels, or mm as 6mm (default 4)")
     g.add_argument("--occlusion-positive", action="store_true",
                    help="keep only the positive part of occlusion group maps")
-    g.add_argument("--batch-size", type=positive_int, default=16, help="occluded volumes per forward pass")
+    g.add_argument("--batch-size", type=positive_int,
+                   help="occluded volumes per forward pass (default: 16, or on a GPU as many as "
+                   "half its free memory holds)")
     g = p.add_argument_group("integrated gradients / GradientSHAP")
     g.add_argument("--n-steps", type=positive_int, default=32, help="IG steps (default 32)")
     g.add_argument("--internal-batch-size", type=positive_int, default=8)
@@ -56,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from deeplsm.exceptions import DeepLSMError
     from deeplsm.explain import METHODS, explain_run
 
+    device = device_from_args(args)
     bad = [m for m in args.methods if m not in METHODS]
     if bad:
         raise DeepLSMError(f"unknown method {bad[0]!r}; choose from {', '.join(METHODS)}")
@@ -71,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         run, methods=args.methods, subjects=args.subjects, outputs=args.outputs,
         window=args.occlusion_window, stride=args.occlusion_stride,
         occlusion_positive=args.occlusion_positive, out_dir=out, max_subjects=args.max_subjects,
-        verbose=not args.quiet, n_steps=args.n_steps, internal_batch_size=args.internal_batch_size,
+        device=device, verbose=not args.quiet, n_steps=args.n_steps,
+        internal_batch_size=args.internal_batch_size,
         n_samples=args.n_samples, nt_samples=args.nt_samples, stdevs=args.stdevs,
         random_state=args.seed, occlusion_batch_size=args.batch_size,
     )

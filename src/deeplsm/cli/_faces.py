@@ -6,7 +6,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from deeplsm.cli._common import comma_list, nonnegative_int, positive_float, positive_int, seed_int
+from deeplsm.cli._common import (
+    add_device_option,
+    comma_list,
+    device_from_args,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    seed_int,
+)
 
 #: ``--quick``: a tiny synthetic run for tests and a first look (about a minute on 2 CPU cores).
 QUICK = {"n_images": 96, "image_size": 32, "epochs": 1, "n_explain": 1, "ig_steps": 8,
@@ -62,6 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="occlusion stride (default: the paper's 8 px scaled from 200 px)")
     e.add_argument("--nt-samples", type=positive_int, default=10,
                    help="GradientSHAP NoiseTunnel samples (default: 10, the paper)")
+    add_device_option(p)
     p.add_argument("--threads", type=positive_int, metavar="N",
                    help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quick", action="store_true",
@@ -76,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from deeplsm.exceptions import DeepLSMError
     from deeplsm.faces import load_image_folder, load_utkface, make_synthetic_faces, run_faces
 
+    device = device_from_args(args)
     q = QUICK if args.quick else {}
     if args.quick and not args.synthetic:
         raise DeepLSMError("--quick runs the synthetic set; use it with --synthetic")
@@ -110,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         image=args.image, occlusion_window=args.occlusion_window,
         occlusion_stride=args.occlusion_stride, nt_samples=args.nt_samples,
         gs_samples=q.get("gs_samples", 5), ig_steps=q.get("ig_steps", 32), num_threads=args.threads,
+        device=device,
         overwrite=args.overwrite, verbose=not args.quiet,
         extra_config={"command": ["deeplsm", *sys.argv[1:]] if sys.argv[0].endswith("deeplsm") else None},
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from deeplsm.cli._common import add_device_option, device_from_args
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("study", help="run a configured study end to end (resumable, cached)",
@@ -12,8 +14,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "report. Finished stages are reused on a rerun; an interrupted run resumes.")
     p.add_argument("--config", required=True, help="study TOML file (see examples/study.toml)")
     p.add_argument("--out", required=True, help="output folder")
+    add_device_option(p, default=None,
+                      extra="; overrides models.device and explain.device of the config")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
+
+
+def apply_device(config: dict, args: argparse.Namespace) -> dict:
+    """``--device``, checked, replaces both device keys of ``config``."""
+    if args.device is not None:
+        device_from_args(args)
+        config["models"]["device"] = config["explain"]["device"] = args.device
+    return config
 
 
 def run(args: argparse.Namespace) -> int:
@@ -21,8 +33,10 @@ def run(args: argparse.Namespace) -> int:
     from deeplsm.cli._common import absolute_inputs
     from deeplsm.study import load_config, run_study
 
+    if args.device is not None:
+        device_from_args(args)  # before the config is even read
     absolute_inputs(args, "config")
-    config = load_config(args.config)
+    config = apply_device(load_config(args.config), args)
     out = prepare_output(args.out, inputs=[args.config, *study_inputs(config)], resume=True)
     args.interrupt_hint = "rerun the same command to resume"
     metrics = run_study(config, out, verbose=not args.quiet)

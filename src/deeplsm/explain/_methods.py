@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from deeplsm._device import accumulation_dtype, auto_batch_size, module_device
 from deeplsm._utils import progress_disabled
 from deeplsm.exceptions import DeepLSMError
 
@@ -49,12 +50,6 @@ def _as_volumes(volumes) -> tuple[torch.Tensor, bool]:
     return volumes.float(), False
 
 
-def _model_device(model: torch.nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 def _triple(value, name: str) -> tuple[int, int, int]:
     if isinstance(value, int | np.integer):
         value = (int(value),) * 3
@@ -71,13 +66,17 @@ def _check_positive_int(value, name: str) -> int:
 
 
 @contextlib.contextmanager
-def _seeded(random_state: int | None) -> Iterator[None]:
-    """Seed torch and numpy's global RNG (captum draws from both) and restore them afterwards."""
+def _seeded(random_state: int | None, device: torch.device | None = None) -> Iterator[None]:
+    """Seed torch and numpy's global RNG (captum draws from both) and restore them afterwards.
+
+    The generator of a CUDA ``device`` is forked too, so seeding leaves no trace there either.
+    """
     if random_state is None:
         yield
         return
     np_state = np.random.get_state()  # noqa: NPY002 (captum draws from it)
-    with torch.random.fork_rng(devices=[]):
+    cuda = [device.index] if device is not None and device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(int(random_state))
         np.random.seed(int(random_state) % (2**32))  # noqa: NPY002
         try:
@@ -131,7 +130,7 @@ class _AttributionMethod:
         """
         x, added = _as_volumes(volumes)
         self.model.eval()
-        device = _model_device(self.model)
+        device = module_device(self.model)
         if targets is None:
             with torch.no_grad():
                 n_out = _forward_2d(self.model, x[:1].to(device)).shape[1]
@@ -202,7 +201,7 @@ class IntegratedGradientsMap(_AttributionMethod):
     def _attribute_one(self, x, target, *, n_steps, internal_batch_size, batch_size, verbose):
         from captum.attr import IntegratedGradients
 
-        device = _model_device(self.model)
+        device = module_device(self.model)
         ig = IntegratedGradients(self.model, multiply_by_inputs=True)
         outs = []
         for i in tqdm(range(0, x.shape[0], batch_size), desc=f"IG target {target}",
@@ -264,7 +263,7 @@ class GradientShapMap(_AttributionMethod):
             raise DeepLSMError(f"nt_type must be smoothgrad, smoothgrad_sq or vargrad, got {nt_type!r}")
         if not stdevs >= 0:
             raise DeepLSMError(f"stdevs must be >= 0, got {stdevs}")
-        with _seeded(random_state):
+        with _seeded(random_state, module_device(self.model)):
             return super().attribute_targets(volumes, targets=targets, n_samples=n_samples,
                                              nt_samples=nt_samples, stdevs=float(stdevs),
                                              nt_type=nt_type, batch_size=batch_size,
@@ -284,7 +283,7 @@ class GradientShapMap(_AttributionMethod):
                        verbose):
         from captum.attr import GradientShap, NoiseTunnel
 
-        device = _model_device(self.model)
+        device = module_device(self.model)
         gs = GradientShap(self.model, multiply_by_inputs=True)
         outs = []
         for i in tqdm(range(0, x.shape[0], batch_size), desc=f"GradientSHAP target {target}",
@@ -334,9 +333,13 @@ def occlusion_windows(shape: Sequence[int], window, stride) -> tuple[list[np.nda
     return [r[0] for r in res], [r[1] for r in res]
 
 
-def _membership(starts: np.ndarray, stops: np.ndarray, size: int) -> np.ndarray:
-    c = np.arange(size)
-    return ((c[None, :] >= starts[:, None]) & (c[None, :] < stops[:, None])).astype(np.float64)
+def _membership(starts: np.ndarray, stops: np.ndarray, size: int, device: torch.device,
+                dtype: torch.dtype) -> torch.Tensor:
+    """(n_windows, size) 0/1 matrix: which voxels along one axis each window covers."""
+    c = torch.arange(size, device=device)
+    lo = torch.as_tensor(starts, device=device)[:, None]
+    hi = torch.as_tensor(stops, device=device)[:, None]
+    return ((c[None, :] >= lo) & (c[None, :] < hi)).to(dtype)
 
 
 class OcclusionMap(_AttributionMethod):
@@ -379,7 +382,7 @@ class OcclusionMap(_AttributionMethod):
     def _attribute_one(self, x, target, *, window, stride, baseline, batch_size, verbose):
         from captum.attr import Occlusion
 
-        device = _model_device(self.model)
+        device = module_device(self.model)
         occ = Occlusion(self.model)
         c = x.shape[1]
         outs = []
@@ -404,7 +407,11 @@ class LesionAwareOcclusion(_AttributionMethod):
     zero and it is skipped. With sparse binary lesion maps and a zero baseline that is most of
     them. One forward pass serves every target, so several outputs cost no more than one.
 
-    The result equals ``captum.attr.Occlusion`` up to float rounding (sums are kept in float64).
+    All the work happens on the model's device: the inputs are copied there once, each batch of
+    occluded volumes is gathered from them and masked there, window values are kept there, and
+    the attributions are scattered back to voxels there. They are returned on the device of the
+    inputs, as captum does. Sums are kept in float64 (float32 on Apple MPS, which lacks float64);
+    the result equals ``captum.attr.Occlusion`` up to float rounding.
 
     Parameters
     ----------
@@ -417,12 +424,14 @@ class LesionAwareOcclusion(_AttributionMethod):
         Windows in the full captum sweep, per volume (after a call).
     n_evaluated_ : int
         Windows actually evaluated, summed over volumes (after a call).
+    batch_size_ : int
+        Occluded volumes per forward pass in the last call.
     """
 
     name = "occlusion"
 
     def attribute_targets(self, volumes, *, targets=None, window=8, stride=4, baseline: float = 0.0,
-                          batch_size: int = 16, verbose: bool = False) -> torch.Tensor:
+                          batch_size: int | None = None, verbose: bool = False) -> torch.Tensor:
         """Occlusion attributions for several targets from one sweep.
 
         Parameters
@@ -434,32 +443,38 @@ class LesionAwareOcclusion(_AttributionMethod):
             Cubic (or box) window and stride in voxels.
         baseline : float, default=0.0
             Value an occluded voxel takes.
-        batch_size : int, default=16
+        batch_size : int or None, default=None
             Occluded volumes per forward pass (windows of several subjects share a batch).
+            ``None``: 16, or on a CUDA device as many as half its free memory holds (measured
+            from one forward pass; at most 256).
         verbose : bool, default=False
 
         Returns
         -------
-        Tensor of shape (N, n_targets, *volumes.shape[1:]), float32
+        Tensor of shape (N, n_targets, *volumes.shape[1:]), float32, on the inputs' device
         """
-        _check_positive_int(batch_size, "batch_size")
+        if batch_size is not None:
+            _check_positive_int(batch_size, "batch_size")
         x, added = _as_volumes(volumes)
         n, c = x.shape[:2]
         shape = tuple(int(s) for s in x.shape[2:])
         starts, stops = occlusion_windows(shape, window, stride)
         nwin = tuple(len(s) for s in starts)
         self.n_windows_ = int(np.prod(nwin))
-        mem = [_membership(a, b, s) for a, b, s in zip(starts, stops, shape)]
-        counts = np.einsum("x,y,z->xyz", *[m.sum(0) for m in mem])
 
         model = self.model
         model.eval()
-        device = _model_device(model)
+        device = module_device(model)
+        acc = accumulation_dtype(device)
         baseline = float(baseline)
+        xd = x.to(device)  # the only copy of the inputs to the device
+        if batch_size is None:
+            batch_size = auto_batch_size(model, xd[:1])
+        self.batch_size_ = int(batch_size)
 
         # f(x) for every subject, all outputs
         with torch.no_grad():
-            f0 = torch.cat([_forward_2d(model, x[i:i + batch_size].to(device)).double().cpu()
+            f0 = torch.cat([_forward_2d(model, xd[i:i + batch_size]).to(acc)
                             for i in range(0, n, batch_size)])
         tl = _target_list(targets, f0.shape[1])
         if any(t is None for t in tl):
@@ -469,52 +484,57 @@ class LesionAwareOcclusion(_AttributionMethod):
         bad = [t for t in tl if not -f0.shape[1] <= t < f0.shape[1]]
         if bad:
             raise DeepLSMError(f"target {bad[0]} out of range for a model with {f0.shape[1]} outputs")
-        tidx = torch.tensor(tl, dtype=torch.long)
+        tidx = torch.tensor(tl, dtype=torch.long, device=device)
+        f0 = f0[:, tidx]  # (n, n_targets)
 
-        # windows containing a non-baseline voxel, via a summed-volume table per subject
-        jobs = []
-        for i in range(n):
-            nz = (x[i] != baseline).any(0).numpy().astype(np.int64)
-            s = np.zeros(tuple(d + 1 for d in shape), dtype=np.int64)
-            s[1:, 1:, 1:] = nz.cumsum(0).cumsum(1).cumsum(2)
-            a0, a1 = starts[0][:, None, None], stops[0][:, None, None]
-            b0, b1 = starts[1][None, :, None], stops[1][None, :, None]
-            c0, c1 = starts[2][None, None, :], stops[2][None, None, :]
-            box = (s[a1, b1, c1] - s[a0, b1, c1] - s[a1, b0, c1] - s[a1, b1, c0]
-                   + s[a0, b0, c1] + s[a0, b1, c0] + s[a1, b0, c0] - s[a0, b0, c0])
-            for w in np.argwhere(box > 0):
-                jobs.append((i, int(w[0]), int(w[1]), int(w[2])))
-        self.n_evaluated_ = len(jobs)
+        # Windows containing a non-baseline voxel, from a summed-volume table of every subject:
+        # (subject, wi, wj, wk) rows in subject-major, C order.
+        nz = (xd != baseline).any(1).to(torch.int32)
+        table = torch.zeros((n, *(d + 1 for d in shape)), dtype=torch.int32, device=device)
+        table[:, 1:, 1:, 1:] = nz.cumsum(1, dtype=torch.int32).cumsum(2, dtype=torch.int32).cumsum(
+            3, dtype=torch.int32)
+        lo = [torch.as_tensor(s, device=device) for s in starts]
+        hi = [torch.as_tensor(s, device=device) for s in stops]
+        a0, a1 = lo[0][:, None, None], hi[0][:, None, None]
+        b0, b1 = lo[1][None, :, None], hi[1][None, :, None]
+        c0, c1 = lo[2][None, None, :], hi[2][None, None, :]
+        t = table
+        box = (t[:, a1, b1, c1] - t[:, a0, b1, c1] - t[:, a1, b0, c1] - t[:, a1, b1, c0]
+               + t[:, a0, b0, c1] + t[:, a0, b1, c0] + t[:, a1, b0, c0] - t[:, a0, b0, c0])
+        jobs = torch.nonzero(box > 0)  # (n_jobs, 4)
+        del table, box, nz
+        self.n_evaluated_ = int(jobs.shape[0])
 
-        diffs = np.zeros((n, len(tl), *nwin), dtype=np.float64)
-        pbar = tqdm(total=len(jobs), desc="lesion-aware occlusion", unit="window",
+        axes = [torch.arange(s, device=device) for s in shape]
+        diffs = torch.zeros((n, *nwin, len(tl)), dtype=acc, device=device)
+        pbar = tqdm(total=self.n_evaluated_, desc="lesion-aware occlusion", unit="window",
                     disable=progress_disabled(verbose), leave=False)
         with torch.no_grad():
-            for j in range(0, len(jobs), batch_size):
-                chunk = jobs[j:j + batch_size]
-                subj = torch.tensor([q[0] for q in chunk], dtype=torch.long)
-                xb = x[subj].clone()
-                for b, (_, wi, wj, wk) in enumerate(chunk):
-                    xb[b, :, starts[0][wi]:stops[0][wi], starts[1][wj]:stops[1][wj],
-                       starts[2][wk]:stops[2][wk]] = baseline
-                out = _forward_2d(model, xb.to(device)).double().cpu()
-                d = (f0[subj][:, tidx] - out[:, tidx]).numpy()
-                for b, (i, wi, wj, wk) in enumerate(chunk):
-                    diffs[i, :, wi, wj, wk] = d[b]
-                pbar.update(len(chunk))
+            for j in range(0, self.n_evaluated_, batch_size):
+                job = jobs[j:j + batch_size]
+                subj = job[:, 0]
+                # the occluded batch: gathered from the inputs and masked, on the device
+                w = [job[:, k + 1, None] for k in range(3)]
+                ins = [(ax >= lo[k][w[k]]) & (ax < hi[k][w[k]]) for k, ax in enumerate(axes)]
+                occluded = ins[0][:, :, None, None] & ins[1][:, None, :, None] & ins[2][:, None, None, :]
+                xb = xd[subj].masked_fill_(occluded[:, None], baseline)
+                out = _forward_2d(model, xb)[:, tidx].to(acc)
+                diffs[subj, job[:, 1], job[:, 2], job[:, 3]] = f0[subj] - out
+                pbar.update(int(job.shape[0]))
         pbar.close()
 
         # scatter window values back to voxels: separable sums over the three window axes
-        att = np.einsum("ntijk,ix->ntxjk", diffs, mem[0])
-        att = np.einsum("ntxjk,jy->ntxyk", att, mem[1])
-        att = np.einsum("ntxyk,kz->ntxyz", att, mem[2])
-        att /= counts
-        res = torch.from_numpy(att.astype(np.float32))
-        res = res.unsqueeze(2).expand(n, len(tl), c, *shape).contiguous()
+        mem = [_membership(a, b, s, device, acc) for a, b, s in zip(starts, stops, shape)]
+        att = torch.einsum("nijkt,ix->ntxjk", diffs, mem[0])
+        att = torch.einsum("ntxjk,jy->ntxyk", att, mem[1])
+        att = torch.einsum("ntxyk,kz->ntxyz", att, mem[2])
+        counts = torch.einsum("x,y,z->xyz", *[m.sum(0) for m in mem])
+        att = (att / counts).to(torch.float32)
+        res = att.unsqueeze(2).expand(n, len(tl), c, *shape).contiguous().to(x.device)
         return res.squeeze(2) if added else res
 
     def attribute(self, volumes, *, target=None, window=8, stride=4, baseline: float = 0.0,
-                  batch_size: int = 16, verbose: bool = False) -> torch.Tensor:
+                  batch_size: int | None = None, verbose: bool = False) -> torch.Tensor:
         """Occlusion attributions for one output column, shaped like ``volumes``."""
         x, added = _as_volumes(volumes)
         out = self.attribute_targets(x, targets=[target], window=window, stride=stride,

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from deeplsm._device import accumulation_dtype, module_device, resolve_device
 from deeplsm._utils import progress_disabled
 from deeplsm.exceptions import DeepLSMError
 from deeplsm.explain._group import POSITIVE_BY_DEFAULT, read_manifest, save_group_maps
@@ -45,7 +46,7 @@ def _method_kwargs(method: str, params: Mapping) -> dict:
         return {"n_samples": params.get("n_samples", 8), "nt_samples": params.get("nt_samples"),
                 "stdevs": params.get("stdevs", 0.1), "random_state": params.get("random_state")}
     return {"window": params.get("window", 8), "stride": params.get("stride", 4),
-            "batch_size": params.get("occlusion_batch_size", 16)}
+            "batch_size": params.get("occlusion_batch_size")}
 
 
 def explain_cohort(
@@ -58,6 +59,11 @@ def explain_cohort(
     **params,
 ) -> tuple[dict[tuple[str, str], np.ndarray], dict[str, float]]:
     """Sum per-subject attribution maps over subjects, for each method and output.
+
+    Each network is explained on its own device (move it there first, e.g. with
+    ``load_trained(run, map_location='cuda')``): the lesion maps go there batch by batch as
+    uint8, attributions are summed there (float64; float32 on Apple MPS) and only the final sums
+    come back to the host.
 
     Parameters
     ----------
@@ -74,7 +80,8 @@ def explain_cohort(
     **params
         ``n_steps``, ``internal_batch_size`` (IG); ``n_samples``, ``nt_samples``, ``stdevs``,
         ``random_state`` (GradientSHAP); ``window``, ``stride`` (voxels) and
-        ``occlusion_batch_size`` (occlusion).
+        ``occlusion_batch_size`` (occlusion; default: chosen from the device, see
+        :class:`~deeplsm.explain.LesionAwareOcclusion`).
 
     Returns
     -------
@@ -105,16 +112,23 @@ def explain_cohort(
         kwargs = _method_kwargs(method, params)
         for model, names, cols in groups.values():
             explainer = METHODS[method](model)
+            device = module_device(model)
+            total = torch.zeros((len(names), *vol.shape[2:]), dtype=accumulation_dtype(device),
+                                device=device)
             for i in tqdm(range(0, vol.shape[0], subject_batch), desc=f"{method}",
                           disable=progress_disabled(verbose), unit="batch"):
-                xb = torch.from_numpy(vol[i:i + subject_batch].astype(np.float32))
+                chunk = np.ascontiguousarray(vol[i:i + subject_batch])
+                if chunk.dtype.kind == "f" and chunk.dtype != np.float32:
+                    chunk = chunk.astype(np.float32)  # no float64 on the device (MPS has none)
+                xb = torch.from_numpy(chunk).to(device)  # uint8 maps travel as bytes
                 kw = dict(kwargs)
                 if kw.get("random_state") is not None:  # a different, reproducible draw per batch
                     kw["random_state"] = int(kw["random_state"]) + i
-                att = explainer.attribute_targets(xb, targets=cols, **kw)  # (B, T, C, X, Y, Z)
-                att = att.double().sum(dim=(0, 2)).numpy()
-                for k, name in enumerate(names):
-                    sums[(method, name)] += att[k]
+                att = explainer.attribute_targets(xb.float(), targets=cols, **kw)  # (B, T, C, X, Y, Z)
+                total += att.to(total.dtype).sum(dim=(0, 2))
+            host = total.cpu().numpy()
+            for k, name in enumerate(names):
+                sums[(method, name)] += host[k]
         seconds[method] = time.perf_counter() - t0
         log.info("%s: %d subject(s) in %.1f s", method, vol.shape[0], seconds[method])
     return sums, seconds
@@ -157,6 +171,7 @@ def explain_run(
     occlusion_positive: bool = False,
     out_dir: str | os.PathLike | None = None,
     max_subjects: int | None = None,
+    device: str | torch.device = "auto",
     verbose: bool = True,
     **params,
 ) -> dict[str, dict[str, Path]]:
@@ -180,6 +195,9 @@ def explain_run(
         Default ``RUN/maps``.
     max_subjects : int or None
         Explain only the first ``max_subjects`` selected subjects (quick looks).
+    device : {'auto', 'cpu', 'cuda', 'cuda:N', 'mps'} or torch.device, default='auto'
+        Where the networks are loaded and explained (see :func:`deeplsm._device.resolve_device`);
+        checked before anything is read.
     **params
         Passed to :func:`explain_cohort`.
 
@@ -191,10 +209,11 @@ def explain_run(
         from deeplsm.train import load_trained
     except ImportError as err:  # pragma: no cover - depends on the training stage being installed
         raise DeepLSMError(f"explaining a run needs deeplsm.train.load_trained ({err})") from None
+    dev = resolve_device(device)
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DeepLSMError(f"run folder does not exist: {run_dir}")
-    run = load_trained(run_dir)
+    run = load_trained(run_dir, map_location=dev)
     read_manifest(Path(out_dir) if out_dir else run_dir / "maps")  # fail before the slow part
     if subjects not in ("test", "all"):
         raise DeepLSMError(f"subjects must be 'test' or 'all', got {subjects!r}")
@@ -230,6 +249,7 @@ def explain_run(
         "subjects": subjects,
         "subject_ids": list(cohort.subject_ids),
         "parameters": {"window": list(w), "stride": list(s), **{k: v for k, v in params.items()}},
+        "device": str(dev),
         "seconds": seconds,
     }
     return save_group_maps(sums, cohort.affine, Path(out_dir) if out_dir else run_dir / "maps",

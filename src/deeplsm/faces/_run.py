@@ -36,6 +36,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from deeplsm._device import module_device, resolve_device
 from deeplsm._outputs import check_output_dir
 from deeplsm._utils import atomic_path, package_versions, write_json
 from deeplsm.evaluate import prediction_metrics
@@ -114,9 +115,10 @@ def _threads(n: int | None):
 
 # --- training -------------------------------------------------------------------------------------
 def fit_models(out: Path, data: ImageSet, split: np.ndarray, *, mode: str, hp: dict, seed: int,
-               weights: str | None, verbose: bool) -> tuple[dict[str, dict[str, nn.Module]], dict]:
-    """Train every network of ``mode``; return ``{group: {output or 'multi': net}}`` (best
-    validation weights, eval mode, CPU) and per-model fit information."""
+               weights: str | None, verbose: bool,
+               device: str | torch.device = "cpu") -> tuple[dict[str, dict[str, nn.Module]], dict]:
+    """Train every network of ``mode`` on ``device``; return ``{group: {output or 'multi': net}}``
+    (best validation weights, eval mode, on ``device``) and per-model fit information."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -135,8 +137,10 @@ def fit_models(out: Path, data: ImageSet, split: np.ndarray, *, mode: str, hp: d
     task = data.task
     y = data.labels[task.names].to_numpy(dtype=np.float32)
     scale = _regression_scale(task, y[split == "train"])
+    device = resolve_device(device)
     trainer_cfg = {"hyperparameters": hp,
-                   "trainer": {"accelerator": "auto", "devices": 1, "strategy": "auto"}}
+                   "trainer": {"device": str(device), "accelerator": "auto", "devices": 1,
+                               "strategy": "auto"}}
     models: dict[str, dict[str, nn.Module]] = {}
     info: dict[str, dict] = {}
     with _quiet_lightning(verbose), flush_denormal():
@@ -159,7 +163,7 @@ def fit_models(out: Path, data: ImageSet, split: np.ndarray, *, mode: str, hp: d
             t0 = time.perf_counter()
             fit_interruptible(trainer, module, datamodule=dm)
             best = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else ckdir / "last.ckpt"
-            net = _load_net(best, sub, {"dims": 2, "n_input_channels": 3}, "cpu")
+            net = _load_net(best, sub, {"dims": 2, "n_input_channels": 3}, device)
             models.setdefault(group, {})[sub.names[0] if group == "single" else "multi"] = net
             score = ckpt_cb.best_model_score
             info[key] = {"best_checkpoint": run_relative(best, out),
@@ -216,7 +220,8 @@ def explain_images(nets: dict[str, nn.Module], task: TaskSpec, images: np.ndarra
     """Attribution maps of every output, for each image.
 
     Multi-class outputs are explained for the class the network predicts (its softmax column).
-    A map is ``|Σ_channels attribution|``.
+    A map is ``|Σ_channels attribution|``. Each network is explained on its own device; only the
+    maps come back to the host.
 
     Returns
     -------
@@ -224,14 +229,15 @@ def explain_images(nets: dict[str, nn.Module], task: TaskSpec, images: np.ndarra
     """
     from deeplsm.explain import GradientShapMap, IntegratedGradientsMap, LesionAwareOcclusion
 
-    x = torch.from_numpy(images.astype(np.float32) / 255.0)[:, None]  # (n, 1, 3, H, W)
+    x_host = torch.from_numpy(images.astype(np.float32) / 255.0)[:, None]  # (n, 1, 3, H, W)
     groups = ([("multi", task)] if "multi" in nets
               else [(o.name, TaskSpec([o])) for o in task])
     res: dict[tuple[str, str], list[np.ndarray]] = {}
     for key, sub in groups:
         model = _ImageAsVolume(nets[key]).eval()
+        x = x_host.to(module_device(model))
         with torch.no_grad():
-            raw = model(x).numpy()
+            raw = model(x).cpu().numpy()
         for i in range(len(x)):
             xi = x[i:i + 1]
             targets = []
@@ -253,7 +259,7 @@ def explain_images(nets: dict[str, nn.Module], task: TaskSpec, images: np.ndarra
                 else:
                     raise DeepLSMError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
                 # (1, n_targets, 1, 3, H, W) -> per target |sum over channels|
-                maps = a[0, :, 0].sum(1).abs().numpy()
+                maps = a[0, :, 0].sum(1).abs().cpu().numpy()
                 for t, spec in enumerate(sub):
                     res.setdefault((spec.name, method), []).append(maps[t])
     return {k: np.stack(v) for k, v in res.items()}
@@ -325,6 +331,7 @@ def run_faces(
     gs_samples: int = 5,
     ig_steps: int = 32,
     num_threads: int | None = None,
+    device: str | torch.device = "auto",
     overwrite: bool = False,
     verbose: bool = True,
     extra_config: dict | None = None,
@@ -360,6 +367,8 @@ def run_faces(
     ig_steps : int, default=32
     num_threads : int or None
         torch CPU threads during the run (restored afterwards).
+    device : {'auto', 'cpu', 'cuda', 'cuda:N', 'mps'} or torch.device, default='auto'
+        Where the networks train, predict and are explained (checked before anything is written).
     overwrite : bool, default=False
     verbose : bool, default=True
     extra_config : dict or None
@@ -374,6 +383,7 @@ def run_faces(
     from deeplsm.train._run import _write_csv
 
     out = Path(out)
+    dev = resolve_device(device)
     if mode not in MODES:
         raise DeepLSMError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     bad = [m for m in methods if m not in METHODS]
@@ -425,6 +435,7 @@ def run_faces(
                    "the predicted class",
         },
         "num_threads": num_threads,
+        "device": str(dev),
         **(extra_config or {}),
         "versions": package_versions(),
     }
@@ -438,7 +449,8 @@ def run_faces(
     with _threads(num_threads):
         t0 = time.perf_counter()
         models, fit_info = fit_models(out, data, split, mode=mode, hp=hp, seed=seed,
-                                      weights=str(weights) if weights else None, verbose=verbose)
+                                      weights=str(weights) if weights else None, verbose=verbose,
+                                      device=dev)
         timing["train_seconds"] = round(time.perf_counter() - t0, 2)
 
         t0 = time.perf_counter()

@@ -133,6 +133,7 @@ class ModelsSettings(_Section):
     overrides: HyperparameterOverrides = Field(default_factory=HyperparameterOverrides)  # every model
     single_overrides: HyperparameterOverrides = Field(default_factory=HyperparameterOverrides)
     weights: PathStr | None = None  # a local MedicalNet checkpoint
+    device: NonEmptyStr = "auto"  # auto, cpu, cuda, cuda:N or mps: where the CNNs train
     devices: PositiveInt | list[NonNegativeInt] | NonEmptyStr = "auto"
     strategy: NonEmptyStr = "auto"
     threads: PositiveInt | None = None  # torch CPU threads (None: one per core)
@@ -155,6 +156,7 @@ class ExplainSettings(_Section):
     stride: VoxelsOrMm = 2
     occlusion_positive: StrictBool = True  # positive part, as for IG/GS (zero stays zero)
     seed: Seed = 0
+    device: NonEmptyStr = "auto"  # auto, cpu, cuda, cuda:N or mps: where the CNNs are explained
 
 
 class ClassicalSettings(_Section):

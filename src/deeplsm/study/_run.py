@@ -212,11 +212,15 @@ class Study:
     # --- the stages -----------------------------------------------------------------------
     def run(self) -> dict:
         """Run every stage (reusing finished ones); return the ``metrics.json`` content."""
+        from deeplsm._device import resolve_device
+
         cfg = self.config
         grid = analysis_grid(cfg["cohort"])
         if grid is not None:  # known from the settings: check before any stage runs
             check_grid(cfg, grid)
         check_output_dir(self.out, resume=True, what="study folder")
+        for sec in ("models", "explain"):  # a missing GPU is an error before any work
+            resolve_device(cfg[sec].get("device", "auto"), what=f"{sec}.device")
         self.out.mkdir(parents=True, exist_ok=True)
         write_marker(self.out, owns=STUDY_LAYOUT, command="study")
         clean_stale_temps(self.out, recursive=True)
@@ -232,7 +236,8 @@ class Study:
             extra = cfg["models"]["single_overrides"] if mode == "single" else {}
             k_train = _key("train", mode, k_sim, model_cfg, extra)
             self._stage(f"train_{mode}", k_train, lambda m=mode: self._train(m), [f"train/{mode}"])
-            k_expl = _key("explain", k_train, cfg["explain"])
+            # where the maps are computed does not change them (beyond float rounding)
+            k_expl = _key("explain", k_train, {k: v for k, v in cfg["explain"].items() if k != "device"})
             self._stage(f"explain_{mode}", k_expl, lambda m=mode: self._explain(m), [f"maps/{mode}"])
         for method in cfg["classical"]["methods"]:
             k_cls = _key(method, k_sim, cfg["classical"], cfg["models"]["seed"])
@@ -306,14 +311,15 @@ class Study:
             remove_output(out)  # finished under another key: retrain
         if is_deeplsm_dir(out) and any(out.rglob("last.ckpt")):
             log.info("resuming %s from its last checkpoint", out)
-            resume_run(out, verbose=self.verbose)
+            resume_run(out, device=m.get("device", "auto"), verbose=self.verbose)
             return
         if out.exists():
             remove_output(out)
         overrides = {**m["overrides"], **(m["single_overrides"] if mode == "single" else {})}
         train_run(out, self.load_cohort(), self._scores(), mode=mode, preset=m["preset"],
                   seed=m["seed"], overrides=overrides or None, weights=m["weights"],
-                  devices=m["devices"], strategy=m["strategy"], threads=m["threads"],
+                  device=m.get("device", "auto"), devices=m["devices"], strategy=m["strategy"],
+                  threads=m["threads"],
                   verbose=self.verbose,
                   sources={"lesions": str(self.cohort_path),
                            "scores": str(self.sim_dir / "scores.csv")})
@@ -326,7 +332,8 @@ class Study:
             explain_run(self.run_dir(mode), methods=e["methods"], subjects=e["subjects"],
                         window=e["window"], stride=e["stride"],
                         occlusion_positive=e["occlusion_positive"], out_dir=tmp,
-                        max_subjects=e["max_subjects"], verbose=self.verbose,
+                        max_subjects=e["max_subjects"], device=e.get("device", "auto"),
+                        verbose=self.verbose,
                         n_steps=e["n_steps"], internal_batch_size=e["internal_batch_size"],
                         n_samples=e["n_samples"], nt_samples=e["nt_samples"], stdevs=e["stdevs"],
                         random_state=e["seed"])

@@ -46,6 +46,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
+from deeplsm._device import resolve_device, trainer_hardware
 from deeplsm._outputs import TMP_TAG, check_output_dir
 from deeplsm._utils import atomic_path, package_versions, progress_disabled, write_json
 from deeplsm.cohort import LesionCohort
@@ -169,7 +170,8 @@ class TrainedRun:
         All outputs, in column order of the multi-output model.
     models : dict of str to torch.nn.Module
         ``{'multi': net}`` in multi mode, ``{output_name: net}`` in single mode; eval mode,
-        best-validation weights, on the CPU. Each net takes float32 (N, 1, X, Y, Z) in {0, 1}.
+        best-validation weights, on the device ``load_trained`` was given. Each net takes float32
+        (N, 1, X, Y, Z) in {0, 1}.
     cohort : LesionCohort
         The analysis-grid cohort the run was trained on.
     split : dict of str to str
@@ -207,8 +209,18 @@ class TrainedRun:
         return _predict_frame(self.models, self.task, x, ids, batch_size)[0]
 
 
-def load_trained(run_dir: str | os.PathLike, *, map_location: str = "cpu") -> TrainedRun:
-    """Read a run directory written by :func:`train_run` (best-validation weights, eval mode)."""
+def load_trained(run_dir: str | os.PathLike, *,
+                 map_location: str | torch.device = "cpu") -> TrainedRun:
+    """Read a run directory written by :func:`train_run` (best-validation weights, eval mode).
+
+    Parameters
+    ----------
+    run_dir : path
+    map_location : {'cpu', 'auto', 'cuda', 'cuda:N', 'mps'} or torch.device, default='cpu'
+        The device the nets are built on and loaded onto (checked first; see
+        :func:`deeplsm._device.resolve_device`).
+    """
+    device = resolve_device(map_location, what="map_location")
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
     if not cfg_path.is_file():
@@ -224,16 +236,20 @@ def load_trained(run_dir: str | os.PathLike, *, map_location: str = "cpu") -> Tr
         if not ckpt.is_file():
             raise DeepLSMError(f"run {run_dir} has no trained model {key!r} ({ckpt} is missing); "
                                "is it complete? Resume it with --resume")
-        models[key] = _load_net(ckpt, sub_task, config, map_location)
+        models[key] = _load_net(ckpt, sub_task, config, device)
     return TrainedRun(run_dir, config, task, models, cohort, split, scores)
 
 
-def _load_net(ckpt: Path, task: TaskSpec, config: dict, map_location: str) -> MultiOutputNet:
+def _load_net(ckpt: Path, task: TaskSpec, config: dict,
+              device: str | torch.device) -> MultiOutputNet:
+    """The best-validation net of ``ckpt`` on ``device`` (a resolved device), in eval mode."""
+    device = torch.device(device)
     try:
-        state = torch.load(ckpt, map_location=map_location, weights_only=True)["state_dict"]
+        state = torch.load(ckpt, map_location=device, weights_only=True)["state_dict"]
     except Exception as err:  # a damaged file raises many types
         raise DeepLSMError(f"{ckpt}: cannot read checkpoint ({type(err).__name__}: {err})") from None
     net = build_net(task, dims=config.get("dims", 3), n_input_channels=config.get("n_input_channels"))
+    net = net.to(device)  # the weights are copied on the device, not into a net on the CPU
     net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
     return net.eval()
 
@@ -270,8 +286,9 @@ def train_run(
     fold: int = 0,
     overrides: dict | None = None,
     weights: str | os.PathLike | None = None,
+    device: str | torch.device = "auto",
     accelerator: str = "auto",
-    devices: str | int = "auto",
+    devices: str | int | list[int] = "auto",
     strategy: str = "auto",
     tensorboard: bool = False,
     threads: int | None = None,
@@ -296,7 +313,7 @@ def train_run(
         every score column, kind inferred (see :func:`resolve_outputs`).
     mode : {'multi', 'single'}, default='multi'
         One network with a branch per output, or one network per output.
-    preset : {'fast', 'paper'}, default='fast'
+    preset : {'fast', 'paper', 'gpu'}, default='fast'
     seed : int, default=0
         Seeds the split, the initial weights and the batch order.
     fractions : (train, val, test), default=(0.6, 0.2, 0.2)
@@ -308,8 +325,13 @@ def train_run(
         ``precision``, ``channels_last``, ``mixup_alpha``, ``early_stopping_patience``, ...).
     weights : path or None
         Local MedicalNet checkpoint to initialise the backbone.
-    accelerator, devices, strategy : Lightning Trainer arguments (e.g. ``devices=4,
-        strategy='ddp'``).
+    device : {'auto', 'cpu', 'cuda', 'cuda:N', 'mps'} or torch.device, default='auto'
+        Where to train, predict and evaluate (checked before anything is written; see
+        :func:`deeplsm._device.resolve_device`). It becomes Lightning's accelerator and devices.
+    accelerator, devices, strategy : Lightning Trainer arguments
+        For several GPUs give ``devices`` (a count or GPU indices) and ``strategy='ddp'``; they
+        then train on GPUs and ``device`` is where the finished run is evaluated. An
+        ``accelerator`` other than ``'auto'`` must agree with ``device``.
     tensorboard : bool, default=False
         Also log to TensorBoard under ``RUN/logs``.
     threads : int or None, default=None
@@ -331,6 +353,8 @@ def train_run(
         The run directory.
     """
     out = Path(out)
+    dev = resolve_device(device)
+    trainer_hardware(dev, accelerator=accelerator, devices=devices)  # conflicts fail at the door
     if tensorboard and not _tensorboard_available():
         raise DeepLSMError("--tensorboard needs the tensorboard package: pip install 'deeplsm[tensorboard]'")
     if mode not in MODES:
@@ -380,8 +404,9 @@ def train_run(
         "hyperparameters": hp,
         "regression_scale": scale,
         "weights": str(weights) if weights else None,
-        "trainer": {"accelerator": accelerator, "devices": devices, "strategy": strategy,
-                    "tensorboard": bool(tensorboard), "threads": threads},
+        "trainer": {"device": str(device) if isinstance(device, torch.device) else device,
+                    "device_used": str(dev), "accelerator": accelerator, "devices": devices,
+                    "strategy": strategy, "tensorboard": bool(tensorboard), "threads": threads},
         "versions": package_versions(),
     }
     # Stage the inputs of the run and move them into place at once, so a failure here leaves
@@ -397,13 +422,23 @@ def train_run(
                     callbacks=callbacks)
 
 
-def resume_run(out: str | os.PathLike, *, verbose: bool = True, callbacks: Sequence = ()) -> Path:
-    """Continue a killed :func:`train_run` from its last checkpoints, with its saved settings."""
+def resume_run(out: str | os.PathLike, *, device: str | torch.device | None = None,
+               verbose: bool = True, callbacks: Sequence = ()) -> Path:
+    """Continue a killed :func:`train_run` from its last checkpoints, with its saved settings.
+
+    ``device`` (default: the run's own ``device`` setting, e.g. ``'auto'``) lets a run started
+    on one machine finish on another.
+    """
     out = Path(out)
     cfg_path = out / "config.json"
     if not cfg_path.is_file():
         raise DeepLSMError(f"cannot resume: {out} is not a deeplsm training run (no config.json)")
     config = _read_json(cfg_path, "run configuration")
+    tr = config.setdefault("trainer", {})
+    if device is not None:
+        tr["device"] = str(device) if isinstance(device, torch.device) else device
+    dev = resolve_device(tr.get("device", "auto"))
+    trainer_hardware(dev, accelerator=tr.get("accelerator"), devices=tr.get("devices"))
     cohort = LesionCohort.load(out / "cohort.lesions.npz")
     scores = _read_table(out / "scores.csv").set_index("subject")
     task = TaskSpec(config["outputs"])
@@ -487,7 +522,7 @@ def _execute(out: Path, config: dict, x: np.ndarray, y: np.ndarray, ids: list[st
                 write_json(done, fit_info[key])
     if not is_zero:  # under DDP only rank 0 evaluates and writes
         return out
-    run = load_trained(out)
+    run = load_trained(out, map_location=resolve_device(config["trainer"].get("device", "auto")))
     preds, raw = _predict_frame(run.models, task, x, ids, hp["batch_size"])
     metrics = {"mode": config["mode"], "preset": config["preset"], "seed": config["seed"],
                "n_subjects": {s: int((split == s).sum()) for s in SPLITS}}
@@ -531,6 +566,9 @@ def _make_trainer(out: Path, config: dict, key: str, ckdir: Path, extra: Sequenc
 
     hp = config["hyperparameters"]
     tr = config["trainer"]
+    accelerator, devices = trainer_hardware(resolve_device(tr.get("device", "auto")),
+                                            accelerator=tr.get("accelerator", "auto"),
+                                            devices=tr.get("devices", "auto"))
     # best.ckpt holds only the weights (what load_trained needs); last.ckpt holds the optimiser,
     # scheduler and loop state too, for --resume. Saving both in full tripled the I/O per epoch.
     ckpt_cb = ModelCheckpoint(dirpath=ckdir, filename="best", monitor="val_loss", mode="min",
@@ -546,8 +584,8 @@ def _make_trainer(out: Path, config: dict, key: str, ckdir: Path, extra: Sequenc
         loggers.append(TensorBoardLogger(save_dir=out / "logs", name="tensorboard", version=key))
     trainer = L.Trainer(
         max_epochs=int(hp["max_epochs"]),
-        accelerator=tr.get("accelerator", "auto"),
-        devices=tr.get("devices", "auto"),
+        accelerator=accelerator,
+        devices=devices,
         strategy=tr.get("strategy", "auto"),
         precision=hp["precision"],
         gradient_clip_val=hp.get("gradient_clip_val"),
