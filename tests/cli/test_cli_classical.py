@@ -59,7 +59,7 @@ def test_vlsm_regression_with_covariates_and_fraction(files):
     rc = _run(files, "--test", "regression", "--covariates", str(files / "cov.csv"),
               "--volume-correction", "both", "--permutations", "0", "--outputs", "naming")
     assert rc == 0
-    assert sorted(p.name for p in (files / "out").glob("naming_*")) == [
+    assert sorted(p.name for p in (files / "out").glob("naming_*.nii.gz")) == [
         "naming_p.nii.gz", "naming_p_fdr.nii.gz", "naming_stat.nii.gz", "naming_thresholded.nii.gz",
         "naming_z.nii.gz"]
     assert main(["vlsm", "--lesions", str(files / "lesions"), "--scores", str(files / "scores.csv"),

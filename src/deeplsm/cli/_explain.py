@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from deeplsm.cli._common import comma_list, positive_float, positive_int
+from deeplsm.cli._common import (
+    add_atlas_options,
+    atlas_from_args,
+    comma_list,
+    positive_float,
+    positive_int,
+)
 
 
 def _size(text: str) -> str:
@@ -25,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "explain", help="IG / GradientSHAP / occlusion group maps for every output of a run",
         description="Explain every output of a trained run on its test subjects and save group "
         "maps (sum over subjects, positive part for IG and GradientSHAP, normalised to [0, 1]) as "
-        "RUN/maps/{method}_{output}.nii.gz, raw sums in RUN/maps/sums/.")
+        "RUN/maps/{method}_{output}.nii.gz with a cluster table {method}_{output}_clusters.tsv, "
+        "raw sums in RUN/maps/sums/.")
     p.add_argument("--run", required=True, metavar="RUN", help="run folder from 'deeplsm train'")
     p.add_argument("--methods", type=comma_list, default=["ig", "gradshap", "occlusion"],
                    help="comma list of ig, gradshap, occlusion (exact lesion-aware), "
@@ -50,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--stdevs", type=positive_float, default=0.1, help="NoiseTunnel noise SD")
     g.add_argument("--seed", type=int, default=0, help="random seed for GradientSHAP")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_atlas_options(p)
     p.set_defaults(func=run)
 
 
@@ -60,13 +68,14 @@ def run(args: argparse.Namespace) -> int:
     bad = [m for m in args.methods if m not in METHODS]
     if bad:
         raise DeepLSMError(f"unknown method {bad[0]!r}; choose from {', '.join(METHODS)}")
+    atlas = atlas_from_args(args)
     paths = explain_run(
         args.run, methods=args.methods, subjects=args.subjects, outputs=args.outputs,
         window=args.occlusion_window, stride=args.occlusion_stride,
         occlusion_positive=args.occlusion_positive, out_dir=args.out, max_subjects=args.max_subjects,
         verbose=not args.quiet, n_steps=args.n_steps, internal_batch_size=args.internal_batch_size,
         n_samples=args.n_samples, nt_samples=args.nt_samples, stdevs=args.stdevs,
-        random_state=args.seed, occlusion_batch_size=args.batch_size,
+        random_state=args.seed, occlusion_batch_size=args.batch_size, atlas=atlas,
     )
     for method, per in paths.items():
         for output, path in per.items():

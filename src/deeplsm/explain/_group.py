@@ -68,6 +68,8 @@ def save_group_maps(
     n_subjects: int,
     positive: Mapping[str, bool] | None = None,
     metadata: dict | None = None,
+    clusters: bool = True,
+    atlas=None,
 ) -> dict[str, dict[str, Path]]:
     """Write group maps as NIfTI: normalised maps and raw sums, plus a ``maps.json`` manifest.
 
@@ -76,7 +78,10 @@ def save_group_maps(
     * ``out_dir/{method}_{output}.nii.gz``: positive part (where chosen), normalised to [0, 1];
     * ``out_dir/sums/{method}_{output}.nii.gz``: the plain sum over subjects (float32), so sums
       from several runs can be added and re-normalised with :func:`normalise_map`;
-    * ``out_dir/maps.json``: methods, outputs, subject count, positive-part choices, parameters.
+    * ``out_dir/maps.json``: methods, outputs, subject count, positive-part choices, parameters;
+    * ``out_dir/{method}_{output}_clusters.tsv`` (+ ``.json`` sidecar): the normalised map's
+      cluster table (:func:`deeplsm.evaluate.cluster_table` with its defaults: clusters above
+      half the maximum, at least 100 mm³), unless ``clusters=False``.
 
     Parameters
     ----------
@@ -90,6 +95,10 @@ def save_group_maps(
         Keep the positive part; defaults to True for ``ig`` and ``gradshap``, False for occlusion.
     metadata : dict or None
         Extra entries for ``maps.json`` (parameters, subjects).
+    clusters : bool, default=True
+        Write a cluster table next to each normalised map.
+    atlas : deeplsm.evaluate.Atlas or None
+        Label the cluster tables with this atlas.
 
     Returns
     -------
@@ -107,6 +116,10 @@ def save_group_maps(
         p = out_dir / f"{method}_{output}.nii.gz"
         _save_img(p, normalise_map(arr, positive=keep_pos), affine)
         _save_img(out_dir / "sums" / f"{method}_{output}.nii.gz", arr, affine)
+        if clusters:
+            from deeplsm.evaluate import cluster_table, clusters_path, write_cluster_table
+
+            write_cluster_table(cluster_table(p, atlas=atlas), clusters_path(p))
         paths.setdefault(method, {})[output] = p
         entries.append({"method": method, "output": output, "file": p.name,
                         "sum_file": f"sums/{p.name}", "positive_part": keep_pos})

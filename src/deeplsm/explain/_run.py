@@ -158,6 +158,7 @@ def explain_run(
     out_dir: str | os.PathLike | None = None,
     max_subjects: int | None = None,
     verbose: bool = True,
+    atlas=None,
     **params,
 ) -> dict[str, dict[str, Path]]:
     """Group maps for every output of a trained run, saved under ``RUN/maps``.
@@ -180,6 +181,8 @@ def explain_run(
         Default ``RUN/maps``.
     max_subjects : int or None
         Explain only the first ``max_subjects`` selected subjects (quick looks).
+    atlas : deeplsm.evaluate.Atlas or None
+        Label the cluster tables written next to the maps.
     **params
         Passed to :func:`explain_cohort`.
 
@@ -232,4 +235,5 @@ def explain_run(
         "seconds": seconds,
     }
     return save_group_maps(sums, cohort.affine, Path(out_dir) if out_dir else run_dir / "maps",
-                           n_subjects=cohort.n_subjects, positive=positive, metadata=meta)
+                           n_subjects=cohort.n_subjects, positive=positive, metadata=meta,
+                           atlas=atlas)
