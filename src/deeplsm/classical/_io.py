@@ -79,19 +79,59 @@ def save_fitted_maps(out: str | os.PathLike, cohort: LesionCohort, fitted: Mappi
 
 def _write_cluster_tables(folder: Path, stem: str, est, method: str, atlas) -> dict[str, str]:
     """Cluster tables of the statistic maps of one fitted estimator; returns their file names."""
+    imgs = {suffix: getattr(est, f"{MAP_FILES[method][suffix]}_img_", None)
+            for suffix in CLUSTER_MAPS[method]}
+    tested = getattr(est, "p_", None) is not None
+    return _cluster_tables(folder, stem, imgs, est.thresholded_ if tested else None, atlas)
+
+
+def _cluster_tables(folder: Path, stem: str, imgs: Mapping, significant, atlas) -> dict[str, str]:
     from deeplsm.evaluate import cluster_table, write_cluster_table
 
-    tested = getattr(est, "p_", None) is not None
     kwargs: dict = {"atlas": atlas}
-    if tested:  # the significant voxels, every cluster
-        kwargs.update(mask=np.asarray(est.thresholded_) != 0, threshold=0.0, min_volume_mm3=0.0)
+    if significant is not None:  # the significant voxels (thresholded map != 0), every cluster
+        kwargs.update(mask=np.asarray(significant) != 0, threshold=0.0, min_volume_mm3=0.0)
     files = {}
-    for suffix in CLUSTER_MAPS[method]:
-        img = getattr(est, f"{MAP_FILES[method][suffix]}_img_", None)
+    for suffix, img in imgs.items():
         if img is None:
             continue
         table = cluster_table(img, **kwargs)
-        table.attrs["clusters_of"] = "significant voxels" if tested else "descriptive threshold"
+        table.attrs["clusters_of"] = ("significant voxels" if significant is not None
+                                      else "descriptive threshold (no test was run)")
         path = write_cluster_table(table, folder / f"{stem}_{suffix}_clusters.tsv")
         files[f"{suffix}_clusters"] = path.name
     return files
+
+
+def write_cluster_tables(folder: str | os.PathLike, atlas=None) -> list[Path]:
+    """(Re)write the cluster tables of a folder written by :func:`save_fitted_maps`, e.g. to
+    label them with an ``atlas`` afterwards; the rules are those of :func:`save_fitted_maps`.
+
+    Returns
+    -------
+    list of the TSV paths written.
+    """
+    import json
+
+    from deeplsm.exceptions import DeepLSMError
+
+    folder = Path(folder)
+    summary_path = folder / "summary.json"
+    if not summary_path.is_file():
+        raise DeepLSMError(f"{folder}: no summary.json; not a deeplsm vlsm/svr output folder")
+    summary = json.loads(summary_path.read_text())
+    method = summary.get("method")
+    if method not in CLUSTER_MAPS:
+        raise DeepLSMError(f"{summary_path}: unknown method {method!r}")
+    written = []
+    for entry in summary.get("outputs", {}).values():
+        files = entry.get("files", {})
+        imgs = {sfx: nib.load(folder / files[sfx]) for sfx in CLUSTER_MAPS[method] if sfx in files}
+        if not imgs:
+            continue
+        stem = files["stat"][: -len("_stat.nii.gz")]
+        significant = None
+        if "p" in files and "thresholded" in files:
+            significant = np.asarray(nib.load(folder / files["thresholded"]).dataobj)
+        written += [folder / f for f in _cluster_tables(folder, stem, imgs, significant, atlas).values()]
+    return written

@@ -227,8 +227,6 @@ def cluster_table(img, *, threshold: float | None = None,
     >>> table[["cluster", "size_voxels", "peak_value", "x_mm", "y_mm", "z_mm"]].to_numpy().tolist()
     [[1, 27, 1.0, 3.0, 3.0, 3.0]]
     """
-    from nilearn.reporting import get_clusters_table
-
     img, source = _as_img(img)
     if len(img.shape) != 3 and not (len(img.shape) == 4 and img.shape[3] == 1):
         raise DeepLSMError(f"map{' ' + source if source else ''} must be 3D, got shape {img.shape}")
@@ -270,35 +268,28 @@ def cluster_table(img, *, threshold: float | None = None,
              "atlas": None if atlas is None else (atlas.source or "given")}
 
     columns = COLUMNS + (ATLAS_COLUMNS if atlas is not None else [])
-    keep = _kept_clusters(data, thr, two_sided, min_voxels)
+    atlas_data = None if atlas is None else atlas.on_grid(nib.Nifti1Image(data, affine))
     rows: list[dict] = []
-    if keep.any():
-        # Only the kept clusters go to nilearn, cropped to their bounding box plus one voxel of
-        # the zeros around them (nilearn's filters see the same neighbourhoods, and its
-        # per-cluster passes over the image stay cheap on 1 mm grids). The crop starts at even
-        # indices so that numpy's round-half-to-even puts plateau centres where nilearn would.
-        idx = np.argwhere(keep)
-        lo = np.maximum(idx.min(0) - 1, 0)
-        lo -= lo % 2
-        hi = np.minimum(idx.max(0) + 2, data.shape)
-        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-        crop_affine = affine.copy()
-        crop_affine[:3, 3] = affine[:3, :3] @ lo + affine[:3, 3]
-        crop = np.where(keep, data, 0.0)[box]
-        with warnings.catch_warnings():
-            # nilearn warns for an empty tail and for plateau peaks moved into the cluster;
-            # both are expected here
-            warnings.simplefilter("ignore", UserWarning)
-            raw, label_maps = get_clusters_table(nib.Nifti1Image(crop, crop_affine), thr,
-                                                 cluster_threshold=0, two_sided=two_sided,
-                                                 min_distance=min_distance,
-                                                 return_label_maps=True)
-        full_maps = []
-        for lm in label_maps:
-            full = np.zeros(data.shape, np.int32)
-            full[box] = np.asarray(lm.dataobj)
-            full_maps.append(full)
-        rows = _rows(raw, full_maps, data, affine, voxel_mm3, int(sub_peaks), atlas)
+    for n, (sign, box, members, vox_peaks) in enumerate(
+            _clusters(data, affine, thr, two_sided, min_voxels, min_distance), start=1):
+        ijk = np.argwhere(members) + [sl.start for sl in box]
+        w = np.abs(data[box][members])
+        com = affine[:3, :3] @ ((ijk * w[:, None]).sum(0) / w.sum()) + affine[:3, 3]
+        size = int(members.sum())
+        info = {"size_voxels": size, "size_mm3": size * voxel_mm3,
+                "com_x_mm": com[0], "com_y_mm": com[1], "com_z_mm": com[2]}
+        if atlas_data is not None:
+            info["cluster_labels"] = _label_shares(atlas_data[box][members], atlas)
+        for p, vox in enumerate(vox_peaks[: 1 + int(sub_peaks)]):
+            xyz = affine[:3, :3] @ vox + affine[:3, 3]
+            row = {"cluster": n, "peak": p, "sign": "+" if sign > 0 else "-",
+                   "peak_value": float(data[tuple(vox)]), "x_mm": xyz[0], "y_mm": xyz[1],
+                   "z_mm": xyz[2], "i": int(vox[0]), "j": int(vox[1]), "k": int(vox[2])}
+            if p == 0:
+                row.update(info)
+            if atlas_data is not None:
+                row["label"] = atlas.name(atlas_data[tuple(vox)])
+            rows.append(row)
     table = pd.DataFrame(rows, columns=columns)
     table = table.astype({"cluster": "int64", "peak": "int64", "size_voxels": "Int64",
                           "i": "int64", "j": "int64", "k": "int64"})
@@ -308,65 +299,57 @@ def cluster_table(img, *, threshold: float | None = None,
     return table
 
 
-def _kept_clusters(data: np.ndarray, thr: float, two_sided: bool, min_voxels: int) -> np.ndarray:
-    """Voxels of the face-connected clusters beyond ``thr`` with at least ``min_voxels`` voxels.
+def _clusters(data: np.ndarray, affine: np.ndarray, thr: float, two_sided: bool,
+              min_voxels: int, min_distance: float):
+    """Yield ``(sign, box, member mask in the box, peak voxels)`` per kept cluster, in nilearn's
+    order: positive clusters by decreasing peak, then negative ones by decreasing ``|peak|``.
 
-    (nilearn's own ``cluster_threshold`` counts voxels equal to the threshold, which its table
-    then leaves out, and passes over the whole image once per cluster.)
+    Clusters are labelled here as nilearn labels them (face connectivity, ``value > thr``); the
+    size filter counts exactly those voxels (nilearn's own ``cluster_threshold`` also counts
+    voxels equal to the threshold, which its table then leaves out). Each cluster then goes to
+    :func:`nilearn.reporting.get_clusters_table` alone, cropped to its bounding box plus one
+    voxel of the zeros around it, so nilearn's filters see the neighbourhoods they would see in
+    the whole image and the work stays proportional to the cluster (its per-cluster passes over
+    the whole image are slow on 1 mm grids). Crops start at even indices, so numpy's
+    round-half-to-even puts plateau centres where nilearn puts them in the whole image.
     """
+    from nilearn.reporting import get_clusters_table
+
     struct = ndimage.generate_binary_structure(3, 1)
-    keep = np.zeros(data.shape, bool)
     for sign in (1, -1) if two_sided else (1,):
-        labels, n = ndimage.label(sign * data > thr, struct)
-        if n:
-            ok = np.bincount(labels.ravel()) >= max(min_voxels, 1)
-            ok[0] = False
-            keep |= ok[labels]
-    return keep
-
-
-def _rows(raw: pd.DataFrame, label_maps: list, data: np.ndarray, affine: np.ndarray,
-          voxel_mm3: float, sub_peaks: int, atlas: Atlas | None) -> list[dict]:
-    """Our rows from nilearn's table and label maps (one label map per sign with clusters)."""
-    inv = np.linalg.inv(affine)
-    atlas_data = None if atlas is None else atlas.on_grid(nib.Nifti1Image(data, affine))
-    # nilearn: main peaks have integer ids, sub-peaks "<id>a".. ; positive tail first
-    groups: list[list[pd.Series]] = []
-    for _, r in raw.iterrows():
-        if isinstance(r["Cluster ID"], str) and not r["Cluster ID"].isdigit():
-            groups[-1].append(r)
-        else:
-            groups.append([r])
-    signs = [1 if float(g[0]["Peak Stat"]) > 0 else -1 for g in groups]
-    maps_by_sign = {}
-    for sign, lm in zip([s for s in (1, -1) if s in signs], label_maps, strict=True):
-        maps_by_sign[sign] = lm
-    within = {1: 0, -1: 0}
-    rows = []
-    for n, (group, sign) in enumerate(zip(groups, signs, strict=True), start=1):
-        within[sign] += 1
-        members = maps_by_sign[sign] == within[sign]
-        ijk = np.argwhere(members)
-        w = np.abs(data[members])
-        com_ijk = (ijk * w[:, None]).sum(0) / w.sum() if w.sum() > 0 else ijk.mean(0)
-        com = affine[:3, :3] @ com_ijk + affine[:3, 3]
-        cluster_info = {"size_voxels": int(members.sum()), "size_mm3": float(members.sum() * voxel_mm3),
-                        "com_x_mm": com[0], "com_y_mm": com[1], "com_z_mm": com[2]}
-        if atlas_data is not None:
-            cluster_info["cluster_labels"] = _label_shares(atlas_data[members], atlas)
-        for p, r in enumerate(group[: 1 + sub_peaks]):
-            xyz = np.array([float(r["X"]), float(r["Y"]), float(r["Z"])])
-            vox = np.rint(inv[:3, :3] @ xyz + inv[:3, 3]).astype(int)
-            row = {"cluster": n, "peak": p, "sign": "+" if sign > 0 else "-",
-                   "peak_value": float(data[tuple(vox)]),
-                   "x_mm": xyz[0], "y_mm": xyz[1], "z_mm": xyz[2],
-                   "i": int(vox[0]), "j": int(vox[1]), "k": int(vox[2])}
-            if p == 0:
-                row.update(cluster_info)
-            if atlas_data is not None:
-                row["label"] = atlas.name(atlas_data[tuple(vox)])
-            rows.append(row)
-    return rows
+        signed = sign * data
+        labels, n = ndimage.label(signed > thr, struct)
+        if n == 0:
+            continue
+        index = np.arange(1, n + 1)
+        sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+        peaks = np.asarray(ndimage.maximum(signed, labels, index))
+        objects = ndimage.find_objects(labels)
+        order = [k for k in np.lexsort((index, -peaks)) if sizes[k] >= max(min_voxels, 1)]
+        for k in order:
+            lo = np.array([max(sl.start - 1, 0) for sl in objects[k]])
+            lo -= lo % 2
+            hi = np.array([min(sl.stop + 1, dim) for sl, dim in zip(objects[k], data.shape,
+                                                                   strict=True)])
+            box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+            members = labels[box] == k + 1
+            if sizes[k] == 1:
+                yield sign, box, members, [np.argwhere(members)[0] + lo]
+                continue
+            crop_affine = affine.copy()
+            crop_affine[:3, 3] = affine[:3, :3] @ lo + affine[:3, 3]
+            crop = np.where(members, signed[box], 0.0)
+            with warnings.catch_warnings():
+                # nilearn warns when a plateau's centre falls outside the cluster (then it takes
+                # the nearest cluster voxel); that is expected here
+                warnings.simplefilter("ignore", UserWarning)
+                raw = get_clusters_table(nib.Nifti1Image(crop, crop_affine), thr,
+                                         cluster_threshold=0, two_sided=False,
+                                         min_distance=min_distance)
+            inv = np.linalg.inv(crop_affine)
+            xyz = raw[["X", "Y", "Z"]].to_numpy(dtype=np.float64)
+            vox = np.rint(xyz @ inv[:3, :3].T + inv[:3, 3]).astype(int) + lo
+            yield sign, box, members, list(vox)
 
 
 def _label_shares(labels: np.ndarray, atlas: Atlas, top: int = 3) -> str | None:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from deeplsm._utils import atomic_path
 from deeplsm.report import _figures as figs
+from deeplsm.report._clusters import clusters_html
 
 if TYPE_CHECKING:
     from deeplsm.study import Study
@@ -225,6 +226,7 @@ def write_report(study: Study, metrics: dict) -> Path:
         parts.append("<h3>Precision-recall curves (Fig. 9)</h3>" + _img_tag(figs.pr_figure(ev, outputs),
                                                                           "PR curves"))
 
+    parts.append(clusters_html(_map_paths(study), outputs))
     parts.append("<h2>Timings</h2>" + _table(
         ["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in metrics.get("timings_s", {}).items()]))
     parts.append("<h2>Configuration</h2><pre>" + html.escape(json.dumps(study.config, indent=2))
@@ -270,9 +272,12 @@ train/multi/, train/single/ run folders of the CNNs (config.json, split.csv, che
 maps/multi/, maps/single/   attribution group maps {ig,gradshap,occlusion}_<score>.nii.gz, normalised
                             to [0, 1]; sums/ holds the unnormalised sums (addable across runs)
 maps/classical/             {vlsm,svr}_<score>.nii.gz: positive part of the t / beta maps, normalised
+maps/*/<map>_clusters.tsv   cluster table of each map (size, peak value and MNI mm, sub-peaks,
+                            centre of mass, atlas labels); <map>_clusters.json: how it was made
 classical/vlsm/, classical/svr/
                             full classical outputs: <score>_stat, _z, _p, _p_fwe, _thresholded,
-                            mask.nii.gz, summary.json
+                            mask.nii.gz, summary.json; <score>_stat_clusters.tsv (and _z_) list
+                            the clusters of significant voxels
 
 Every NIfTI file is on the analysis grid in MNI space and opens in FSLeyes, MRIcroGL or nilearn.
 """

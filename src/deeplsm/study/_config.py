@@ -71,6 +71,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "gamma": 5.0,
         "seed": 0,
     },
+    "report": {
+        "atlas": None,  # label image (MNI) naming the peaks and regions of the cluster tables
+        "atlas_labels": None,  # its label table: TSV or CSV with columns index,name
+    },
 }
 
 
@@ -108,7 +112,7 @@ def load_config(path: str | os.PathLike) -> dict:
     cfg = make_config(raw)
     # Relative paths in the file are relative to the file.
     for sec, key in (("cohort", "source"), ("scores", "source"), ("scores", "truth"),
-                     ("models", "weights")):
+                     ("models", "weights"), ("report", "atlas"), ("report", "atlas_labels")):
         v = cfg[sec][key]
         if isinstance(v, str) and v not in ("synthetic", "simulate") and not Path(v).is_absolute():
             cfg[sec][key] = str((p.parent / v).resolve())
@@ -134,6 +138,8 @@ def _check(cfg: dict) -> None:
         raise DeepLSMError("explain.subjects must be 'test' or 'all'")
     if cfg["cohort"]["source"] == "synthetic" and int(cfg["cohort"]["n_subjects"]) < 10:
         raise DeepLSMError("cohort.n_subjects must be at least 10")
+    if (cfg["report"]["atlas"] is None) != (cfg["report"]["atlas_labels"] is None):
+        raise DeepLSMError("report.atlas and report.atlas_labels go together")
 
 
 def demo_config(*, quick: bool = False, preset: str = "fast") -> dict:

@@ -8,7 +8,9 @@ Stages (each writes under ``DIR`` and records itself in ``DIR/stages/<stage>.jso
 4. ``explain_multi`` / ``explain_single`` → ``DIR/maps/{multi,single}/``
 5. ``vlsm`` / ``svr`` → ``DIR/classical/{vlsm,svr}/`` (+ normalised maps in ``DIR/maps/classical``)
 6. ``evaluate``    → ``DIR/evaluation.json`` (when the ROIs are known)
-7. ``report``      → ``DIR/metrics.json``, ``DIR/report.html``, ``DIR/README.txt``
+7. ``clusters``    → ``<map>_clusters.tsv`` next to every map in ``DIR/maps/`` (and, with an
+   atlas, the relabelled tables of ``DIR/classical/``)
+8. ``report``      → ``DIR/metrics.json``, ``DIR/report.html``, ``DIR/README.txt``
 
 A stage is skipped when its record holds the same key: a hash of its own settings and of the
 keys of the stages it reads, so changing a setting redoes that stage and everything downstream.
@@ -37,7 +39,7 @@ from deeplsm.exceptions import DeepLSMError
 log = logging.getLogger("deeplsm")
 
 STAGES = ("cohort", "simulate", "train_multi", "train_single", "explain_multi", "explain_single",
-          "vlsm", "svr", "evaluate", "report")
+          "vlsm", "svr", "evaluate", "clusters", "report")
 
 
 def _key(*parts: object) -> str:
@@ -65,6 +67,7 @@ class Study:
         self.timings: dict[str, float] = {}
         self.skipped: list[str] = []
         self.ran: list[str] = []
+        self._atlas = None
 
     # --- stage bookkeeping ----------------------------------------------------------------
     def _record_path(self, name: str) -> Path:
@@ -114,6 +117,7 @@ class Study:
     def run(self) -> dict:
         """Run every stage (reusing finished ones); return the ``metrics.json`` content."""
         cfg = self.config
+        self._atlas = self.atlas()  # a bad atlas fails now, not after training
         self.out.mkdir(parents=True, exist_ok=True)
         write_json(self.out / "config.json", cfg)
         k_cohort = _key("cohort", cfg["cohort"])
@@ -133,6 +137,9 @@ class Study:
         upstream = [self.keys[s] for s in STAGES if s in self.keys]
         if self.truth_path is not None:
             self._stage("evaluate", _key("evaluate", upstream), self._evaluate)
+        maps_keys = [self.keys[s] for s in STAGES
+                     if s in self.keys and (s.startswith("explain") or s in ("vlsm", "svr"))]
+        self._stage("clusters", _key("clusters", maps_keys, cfg["report"]), self._clusters)
         # The report is cheap and always rewritten, so timings include every stage.
         t0 = time.perf_counter()
         metrics = self._report()
@@ -268,6 +275,30 @@ class Study:
             for method, per_output in res["results"].items():
                 results[f"{prefix}{method}"] = per_output
         write_json(self.out / "evaluation.json", {"results": results})
+
+    def atlas(self):
+        """The :class:`deeplsm.evaluate.Atlas` of ``report.atlas`` / ``report.atlas_labels``, or None."""
+        r = self.config["report"]
+        if r["atlas"] is None:
+            return None
+        from deeplsm.evaluate import load_atlas
+
+        return load_atlas(r["atlas"], r["atlas_labels"])
+
+    def _clusters(self) -> None:
+        """A cluster table next to every map in ``maps/`` (descriptive defaults of
+        :func:`deeplsm.evaluate.cluster_table`); with an atlas, also relabel ``classical/``."""
+        from deeplsm.classical import write_cluster_tables
+        from deeplsm.evaluate import cluster_table, clusters_path, write_cluster_table
+
+        atlas = self._atlas
+        for folder, _ in self.map_folders():
+            for f in sorted(folder.glob("*.nii.gz")):
+                write_cluster_table(cluster_table(f, atlas=atlas), clusters_path(f))
+        if atlas is not None:
+            for method in self.config["classical"]["methods"]:
+                if (self.out / "classical" / method / "summary.json").is_file():
+                    write_cluster_tables(self.out / "classical" / method, atlas)
 
     def map_folders(self) -> list[tuple[Path, str]]:
         """Folders of normalised maps to score, with the method-name prefix they get."""
