@@ -133,7 +133,12 @@ def test_lesion_volume_regression_helper(Xy):
     np.testing.assert_allclose(reg.slopes(X), slopes, atol=1e-12)
 
 
-def _svr_beta(Xf, yy, C=30.0, gamma=5.0):
+# Without unit-norm rows the squared distances between lesion vectors are large, and gamma=5
+# would make every kernel entry ~0 (an uninformative fit); this gamma keeps the kernel informative.
+GAMMA = 0.02
+
+
+def _svr_beta(Xf, yy, C=30.0, gamma=GAMMA):
     s = 100.0 / np.abs(yy).max()
     r = SVR(kernel="rbf", C=C, gamma=gamma, epsilon=0.1).fit(Xf, yy * s)
     w = r.dual_coef_[0] @ r.support_vectors_
@@ -143,12 +148,14 @@ def _svr_beta(Xf, yy, C=30.0, gamma=5.0):
 @pytest.mark.parametrize("option", ["lesion", "regress_on_both", "behavior", "both"])
 def test_svr_against_sklearn_on_explicitly_corrected_data(Xy, option):
     X, y, vol = Xy
-    m = SVRLSM(volume_correction=option, min_subjects=3, n_permutations=0).fit(X, y)
+    m = SVRLSM(volume_correction=option, gamma=GAMMA, min_subjects=3, n_permutations=0).fit(X, y)
     Xm = X[:, m.mask_]
     Xf, yy = _design(Xm, y, vol, "regress_on_both" if option == "regress_on_both" else
                      ("lesion" if option == "lesion" else "behavior"))
     if option == "both":  # svr's DTLVC is unit-norm rows over the tested voxels
         Xf = Xm / np.linalg.norm(Xm.astype(float), axis=1, keepdims=True)
+    K = np.exp(-GAMMA * ((Xf[:, None] - Xf[None]) ** 2).sum(-1))
+    assert 0.05 < np.median(K[np.triu_indices(len(y), 1)]) < 0.95 or option == "both"
     beta, ref, s = _svr_beta(Xf, yy)
     assert np.abs(m.beta_[m.mask_] - beta).max() <= 1e-3 * np.abs(beta).max()
     if option in ("lesion", "regress_on_both"):
@@ -164,10 +171,11 @@ def test_svr_against_sklearn_on_explicitly_corrected_data(Xy, option):
 def test_svr_permutations_use_the_corrected_data(Xy):
     """The first permuted beta map's max |beta| equals a refit on explicitly corrected data."""
     X, y, vol = Xy
-    m = SVRLSM(volume_correction="lesion", min_subjects=3, n_permutations=3, random_state=5).fit(X, y)
+    m = SVRLSM(volume_correction="lesion", gamma=GAMMA, min_subjects=3, n_permutations=3,
+               random_state=5).fit(X, y)
     perm = np.random.default_rng(5).permutation(len(y))
     Xf, _ = _design(X[:, m.mask_], y, vol, "lesion")
-    r = SVR(kernel="rbf", C=30, gamma=5, epsilon=0.1).fit(Xf, y[perm] * m.score_scale_)
+    r = SVR(kernel="rbf", C=30, gamma=GAMMA, epsilon=0.1).fit(Xf, y[perm] * m.score_scale_)
     w = (r.dual_coef_[0] @ r.support_vectors_) * m.beta_scale_
     assert m.null_max_[0] == pytest.approx(np.abs(w).max(), rel=1e-4)
 
