@@ -137,7 +137,7 @@ def test_sizes_and_centres_match_scipy_labels():
     d = _smooth_map(5)
     img = nib.Nifti1Image(d, RAS)
     t = cluster_table(img, threshold=0.25, min_volume_mm3=0, two_sided=False)
-    lab, n = ndimage.label(d > 0.25)  # scipy's default structure is face connectivity
+    lab, _ = ndimage.label(d > 0.25)  # scipy's default structure is face connectivity
     sizes = np.bincount(lab.ravel())[1:]
     assert sorted(t.loc[t["peak"] == 0, "size_voxels"]) == sorted(sizes)
     top = t[t["peak"] == 0].iloc[0]

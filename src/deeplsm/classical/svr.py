@@ -119,6 +119,8 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         Mean cross-validated MSE for each (C, gamma).
     model_ : sklearn.svm.SVR
         The fitted SVR on the precomputed kernel.
+    volume_control_ : VolumeControl
+        The resolved ``volume_correction`` (canonical ``name``, score and lesion parts).
     beta_img_, p_img_, p_fwe_img_, thresholded_img_, mask_img_ : Nifti1Image or None
     """
 

@@ -96,6 +96,8 @@ class MassUnivariateLSM(BaseEstimator):
         The subject count that ``min_subjects`` resolved to.
     n_patterns_ : int
         Distinct lesion patterns among the tested voxels.
+    volume_control_ : VolumeControl
+        The resolved ``volume_correction`` (canonical ``name``, score and lesion parts).
     statistic_, z_, p_, p_fdr_, p_bonferroni_ : ndarray
         Statistic, its z equivalent, uncorrected, FDR (Benjamini–Hochberg) and Bonferroni p.
         Outside the mask: 0 for statistic and z, 1 for p-values.
