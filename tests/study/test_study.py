@@ -146,6 +146,9 @@ def test_config_validation(tmp_path, capsys):
     assert cfg["cohort"]["source"] == str((tmp_path / "lesions").resolve())
     with pytest.raises(DeepLSMError, match=r"report\.atlas and report\.atlas_labels go together"):
         make_config({"report": {"atlas": "atlas.nii.gz"}})
+    with pytest.raises(DeepLSMError, match=r"classical\.svr_volume_correction: volume_correction must"):
+        make_config({"classical": {"svr_volume_correction": "sideways"}})
+    assert make_config({"classical": {"volume_correction": "Regress on Both"}})
     good.write_text('[report]\natlas = "a/atlas.nii.gz"\natlas_labels = "a/labels.tsv"\n')
     assert load_config(good)["report"]["atlas"] == str((tmp_path / "a" / "atlas.nii.gz").resolve())
     assert cfg["models"]["preset"] == "fast"

@@ -169,7 +169,8 @@ def cluster_table(img, *, threshold: float | None = None,
                   relative_threshold: float = DEFAULT_RELATIVE_THRESHOLD,
                   two_sided: bool = True, min_volume_mm3: float = DEFAULT_MIN_VOLUME_MM3,
                   sub_peaks: int = 3, min_distance: float = 8.0, mask=None,
-                  atlas: Atlas | None = None, atlas_labels=None) -> pd.DataFrame:
+                  atlas: Atlas | str | os.PathLike | None = None,
+                  atlas_labels=None) -> pd.DataFrame:
     """Clusters of a statistic or attribution map: size, peak, sub-peaks, centre of mass, labels.
 
     Voxels with ``value > threshold`` (and, when ``two_sided``, ``value < -threshold``) form

@@ -140,6 +140,13 @@ def _check(cfg: dict) -> None:
         raise DeepLSMError("cohort.n_subjects must be at least 10")
     if (cfg["report"]["atlas"] is None) != (cfg["report"]["atlas_labels"] is None):
         raise DeepLSMError("report.atlas and report.atlas_labels go together")
+    from deeplsm.classical._common import resolve_volume_correction
+
+    for key in ("volume_correction", "svr_volume_correction"):
+        try:
+            resolve_volume_correction(cfg["classical"][key])
+        except DeepLSMError as err:
+            raise DeepLSMError(f"classical.{key}: {err}") from None
 
 
 def demo_config(*, quick: bool = False, preset: str = "fast") -> dict:
