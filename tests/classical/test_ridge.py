@@ -37,6 +37,29 @@ def test_same_penalty_gives_sklearn_ridge_coefficients(data, volume_correction):
     assert np.all(m.beta_[~m.mask_] == 0)
 
 
+def test_volume_options_named_as_lesymap_and_svrlsmgui(data):
+    """'voxel' is 'dtlvc' under LESYMAP's name; 'lesion' (svrlsmgui's "Regress on Lesion") is
+    sklearn's Ridge on lesion values with volume regressed out voxel by voxel (numpy least
+    squares), and new subjects are corrected with the training slopes."""
+    X, y = data
+    dtlvc = RidgeLSM(min_subjects=3, n_permutations=0, volume_correction="dtlvc").fit(X, y)
+    voxel = RidgeLSM(min_subjects=3, n_permutations=0, volume_correction="Voxel").fit(X, y)
+    np.testing.assert_array_equal(voxel.beta_, dtlvc.beta_)
+    train, new = X[:45], X[45:]
+    m = RidgeLSM(min_subjects=3, n_permutations=0, volume_correction="Regress on Lesion").fit(train, y[:45])
+    Xm = train[:, m.mask_].astype(float)
+    vol = train.sum(axis=1).astype(float)  # lesion volume in voxels (an array has no voxel size)
+    Z = np.column_stack([np.ones(45), vol])
+    coef = np.linalg.lstsq(Z, Xm, rcond=None)[0]  # per voxel: x_v ~ 1 + volume
+    corrected = Xm - np.outer(vol, coef[1])
+    ref = Ridge(alpha=m.penalty_, solver="cholesky").fit(corrected, y[:45])
+    np.testing.assert_allclose(m.beta_[m.mask_], ref.coef_, atol=1e-6)
+    new_corrected = new[:, m.mask_] - np.outer(new.sum(axis=1), coef[1])
+    np.testing.assert_allclose(m.predict(new), ref.predict(new_corrected), atol=1e-6)
+    with pytest.raises(DeepLSMError, match="volume_correction must be one of"):
+        RidgeLSM(volume_correction="lesion size").fit(X, y)
+
+
 def test_closed_form_on_a_tiny_case():
     """beta = (Xc'Xc + a I)^-1 Xc'yc, intercept = mean(y) - mean(x) beta; one voxel by hand."""
     X = np.array([[1, 0, 1], [1, 1, 0], [0, 1, 1], [0, 0, 1], [1, 1, 1], [0, 0, 0], [1, 0, 0],
@@ -146,8 +169,8 @@ def test_cohort_input_gives_images_and_saved_maps(cohort, rng, tmp_path):
     assert m.predict(cohort).shape == (cohort.n_subjects,)
     out = save_fitted_maps(tmp_path / "ridge", cohort, {"y": m}, "ridge")
     assert sorted(p.name for p in out.iterdir()) == [
-        "mask.nii.gz", "summary.json", "y_p.nii.gz", "y_p_fwe.nii.gz", "y_stat.nii.gz",
-        "y_thresholded.nii.gz"]
+        ".deeplsm", "mask.nii.gz", "summary.json", "y_p.nii.gz", "y_p_fwe.nii.gz",
+        "y_stat.nii.gz", "y_stat_clusters.json", "y_stat_clusters.tsv", "y_thresholded.nii.gz"]
     s = json.loads((out / "summary.json").read_text())["outputs"]["y"]
     assert s["method"] == "ridge" and s["penalty"] == m.penalty_ and len(s["loo_mse"]) == 41
 

@@ -60,7 +60,7 @@ def test_vlsm_regression_with_covariates_and_fraction(files):
     rc = _run(files, "--test", "regression", "--covariates", str(files / "cov.csv"),
               "--volume-correction", "both", "--permutations", "0", "--outputs", "naming")
     assert rc == 0
-    assert sorted(p.name for p in (files / "out").glob("naming_*")) == [
+    assert sorted(p.name for p in (files / "out").glob("naming_*.nii.gz")) == [
         "naming_p.nii.gz", "naming_p_fdr.nii.gz", "naming_stat.nii.gz", "naming_thresholded.nii.gz",
         "naming_z.nii.gz"]
     assert main(["vlsm", "--lesions", str(files / "lesions"), "--scores", str(files / "scores.csv"),
@@ -223,7 +223,8 @@ def test_ridge_alphas_and_covariates(files):
     s = json.loads((files / "ridge" / "summary.json").read_text())["outputs"]["naming"]
     assert s["alphas"] == [0.5, 5.0] and s["penalty"] in (0.5, 5.0)
     assert sorted(p.name for p in (files / "ridge").glob("naming_*")) == [
-        "naming_stat.nii.gz", "naming_thresholded.nii.gz"]
+        "naming_stat.nii.gz", "naming_stat_clusters.json", "naming_stat_clusters.tsv",
+        "naming_thresholded.nii.gz"]
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -250,3 +251,90 @@ def test_ridge_bad_alphas_are_usage_errors(files, capsys, alphas):
     assert exc.value.code == 2
     assert "--alphas" in capsys.readouterr().err
     assert not (files / "ridge").exists()
+
+
+def _atlas(files):
+    """Label 1 'left <half>' (x < 3) and 2 'right & rest' on the lesions' (7, 8, 9) grid."""
+    lab = np.zeros((7, 8, 9), np.int16)
+    lab[:3] = 1
+    lab[3:] = 2
+    nib.save(nib.Nifti1Image(lab, np.eye(4)), files / "atlas.nii.gz")
+    (files / "atlas.tsv").write_text("index\tname\n1\tleft <half>\n2\tright & rest\n")
+    return ["--atlas", str(files / "atlas.nii.gz"), "--atlas-labels", str(files / "atlas.tsv")]
+
+
+def test_vlsm_cluster_tables_are_the_significant_clusters(files):
+    from scipy import ndimage
+
+    assert _run(files, "--permutations", "0", "--correction", "none", "--alpha", "0.2",
+                *_atlas(files)) == 0
+    out = files / "out"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["outputs"]["naming"]["files"]["stat_clusters"] == "naming_stat_clusters.tsv"
+    for stem in ("naming", "motor_score"):
+        thr = nib.load(out / f"{stem}_thresholded.nii.gz").get_fdata()
+        stat = nib.load(out / f"{stem}_stat.nii.gz").get_fdata()
+        # independent: face-connected components of the significant voxels, by sign
+        want = []
+        for sign in (1, -1):
+            lab, n = ndimage.label(sign * thr > 0)
+            want += [(sign, int((lab == k).sum()), float(np.abs(stat[lab == k]).max()))
+                     for k in range(1, n + 1)]
+        for suffix in ("stat", "z"):
+            t = pd.read_csv(out / f"{stem}_{suffix}_clusters.tsv", sep="\t", na_values=["n/a"],
+                            keep_default_na=False)
+            main_rows = t[t["peak"] == 0]
+            assert sorted(main_rows["size_voxels"]) == sorted(w[1] for w in want)
+            if suffix == "stat":
+                got = sorted(zip(main_rows["sign"].map({"+": 1, "-": -1}), main_rows["size_voxels"],
+                                 main_rows["peak_value"].abs()))
+                np.testing.assert_allclose(np.array(got), np.array(sorted(want)), rtol=1e-5)
+            assert set(t["label"].dropna()) <= {"left <half>", "right & rest"}
+        side = json.loads((out / f"{stem}_stat_clusters.json").read_text())
+        assert side["clusters_of"] == "significant voxels" and side["min_volume_mm3"] == 0
+    # the planted voxel (3, 4, 5) lowers naming: it is a negative cluster, in region 2
+    t = pd.read_csv(out / "naming_stat_clusters.tsv", sep="\t")
+    hit = t[(t["i"] == 3) & (t["j"] == 4) & (t["k"] == 5)]
+    assert len(hit) == 1 and hit["sign"].item() == "-" and hit["label"].item() == "right & rest"
+
+
+def test_relabel_classical_folder_and_svr_without_test(files):
+    from scipy import ndimage
+
+    from deeplsm.classical import write_cluster_tables
+    from deeplsm.evaluate import load_atlas
+
+    rc = main(["svr", "--lesions", str(files / "lesions"), "--scores", str(files / "scores.csv"),
+               "--out", str(files / "svr"), "--quiet", "--min-subjects", "3", "--permutations", "0",
+               "--outputs", "naming"])
+    assert rc == 0
+    # no permutations, no test: the descriptive default (|beta| > half its maximum, >= 100 mm³)
+    side = json.loads((files / "svr" / "naming_stat_clusters.json").read_text())
+    assert side["clusters_of"].startswith("descriptive") and side["threshold_rule"] == "0.5 x max|value|"
+    beta = nib.load(files / "svr" / "naming_stat.nii.gz").get_fdata()
+    t = pd.read_csv(files / "svr" / "naming_stat_clusters.tsv", sep="\t")
+    sizes = [np.bincount(ndimage.label(s * beta > 5.0)[0].ravel())[1:] for s in (1, -1)]
+    assert sorted(t.loc[t["peak"] == 0, "size_voxels"]) == sorted(
+        int(n) for per in sizes for n in per if n >= 100)
+    # a vlsm folder written without an atlas, relabelled afterwards
+    assert _run(files, "--permutations", "0", "--correction", "none", "--alpha", "0.2",
+                "--outputs", "naming") == 0
+    before = pd.read_csv(files / "out" / "naming_stat_clusters.tsv", sep="\t")
+    assert "label" not in before.columns and len(before) > 0
+    _atlas(files)
+    written = write_cluster_tables(files / "out", load_atlas(files / "atlas.nii.gz", files / "atlas.tsv"))
+    assert sorted(p.name for p in written) == ["naming_stat_clusters.tsv", "naming_z_clusters.tsv"]
+    after = pd.read_csv(written[0], sep="\t")
+    pd.testing.assert_frame_equal(after[before.columns], before)
+    assert after["label"].notna().all()
+
+
+def test_atlas_options_fail_cleanly(files, capsys):
+    assert _run(files, "--atlas", str(files / "lesions" / "sub-00_lesion.nii.gz")) == 2
+    assert "--atlas and --atlas-labels go together" in capsys.readouterr().err
+    (files / "bad.tsv").write_text("a,b\n1,x\n")
+    args = _atlas(files)
+    args[-1] = str(files / "bad.tsv")
+    assert _run(files, *args) == 2
+    assert "needs the columns 'index' and 'name'" in capsys.readouterr().err
+    assert not (files / "out").exists()

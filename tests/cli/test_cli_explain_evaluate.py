@@ -52,13 +52,18 @@ def tiny_run(tmp_path, monkeypatch):
 
 
 def test_explain_then_evaluate(tiny_run, tmp_path, capsys):
+    (tmp_path / "rois.tsv").write_text("index\tname\n1\troi one\n2\troi two\n")
     rc = main(["explain", "--run", str(tiny_run), "--methods", "ig,gradshap,occlusion",
                "--occlusion-window", "3", "--occlusion-stride", "2", "--n-steps", "4",
-               "--n-samples", "2", "--quiet"])
+               "--n-samples", "2", "--quiet", "--atlas", str(tmp_path / "rois.nii.gz"),
+               "--atlas-labels", str(tmp_path / "rois.tsv")])
     assert rc == 0
     maps = tiny_run / "maps"
     names = sorted(p.name for p in maps.glob("*.nii.gz"))
     assert names == [f"{m}_score_{k}.nii.gz" for m in ("gradshap", "ig", "occlusion") for k in (1, 2)]
+    for name in names:  # a labelled cluster table next to every map
+        table = (maps / name.replace(".nii.gz", "_clusters.tsv")).read_text().splitlines()
+        assert table[0].split("\t")[-2:] == ["label", "cluster_labels"]
     assert (maps / "sums" / "ig_score_1.nii.gz").exists()
     assert json.loads((maps / "maps.json").read_text())["n_subjects"] == 3
     out = tmp_path / "eval" / "metrics.json"

@@ -163,3 +163,31 @@ def test_explain_run_multiclass_output_per_class(tmp_path, rng, monkeypatch):
     monkeypatch.setitem(sys.modules, "deeplsm.train", fake)
     paths = explain_run(tmp_path / "run", methods=("occlusion",), window=3, stride=2, verbose=False)
     assert set(paths["occlusion"]) == {"grade_class0", "grade_class1"}
+
+
+def test_group_maps_get_cluster_tables(tmp_path, rng):
+    import pandas as pd
+    from scipy import ndimage
+
+    affine = np.diag([-4.0, 4.0, 4.0, 1.0])
+    affine[:3, 3] = [40, -60, -30]
+    s = ndimage.gaussian_filter(rng.normal(size=(9, 10, 8)), 1.0)
+    paths = save_group_maps({("ig", "score_1"): s, ("occlusion", "score_1"): s}, affine,
+                            tmp_path / "maps", n_subjects=4)
+    for method in ("ig", "occlusion"):
+        norm = np.asarray(nib.load(paths[method]["score_1"]).dataobj)
+        t = pd.read_csv(tmp_path / "maps" / f"{method}_score_1_clusters.tsv", sep="\t")
+        top = t.iloc[0]
+        # the top peak is the normalised map's maximum (1.0), at its voxel, in mm
+        ijk = np.unravel_index(np.argmax(norm), norm.shape)
+        assert top["peak_value"] == pytest.approx(1.0)
+        np.testing.assert_allclose(top[["x_mm", "y_mm", "z_mm"]].to_numpy(dtype=float),
+                                   affine[:3, :3] @ ijk + affine[:3, 3])
+        # the default rule: face-connected voxels above half the maximum, >= 100 mm³ (2 voxels)
+        lab, _ = ndimage.label(norm > 0.5)
+        sizes = np.bincount(lab.ravel())[1:]
+        assert sorted(t.loc[t["peak"] == 0, "size_voxels"]) == sorted(sizes[sizes >= 2])
+    assert not list((tmp_path / "maps" / "sums").glob("*.tsv"))
+    save_group_maps({("gradshap", "score_2"): s}, affine, tmp_path / "maps2", n_subjects=4,
+                    clusters=False)
+    assert not list((tmp_path / "maps2").glob("*.tsv"))

@@ -48,7 +48,7 @@ def test_metrics_schema_is_complete_and_finite(quick_demo):
             assert set(per[s]) == set(METRIC_KEYS)
             assert all(_finite(v) for v in per[s].values()), (method, s, per[s])
     for stage in ("cohort", "simulate", "train_multi", "train_single", "explain_multi",
-                  "explain_single", "vlsm", "svr", "ridge", "evaluate", "report"):
+                  "explain_single", "vlsm", "svr", "ridge", "evaluate", "clusters", "report"):
         assert _finite(m["timings_s"][stage])
     assert "torch" in m["versions"] and m["config"]["cohort"]["n_subjects"] == 120
 
@@ -116,6 +116,28 @@ def test_report_embeds_the_figures(quick_demo):
     assert (quick_demo / "classical" / "vlsm" / "score_1_stat.nii.gz").exists()
 
 
+def test_every_map_has_a_cluster_table_shown_in_the_report(quick_demo):
+    import pandas as pd
+
+    maps = sorted((quick_demo / "maps").glob("*/*.nii.gz"))
+    assert len(maps) == 3 * 8  # {multi,single} x {ig,gradshap,occlusion} + {vlsm,svr}, 3 scores
+    html = (quick_demo / "report.html").read_text()
+    section = html[html.index("<h2>Clusters and peaks</h2>"):html.index("<h2>Timings</h2>")]
+    for m in maps:
+        t = pd.read_csv(str(m).replace(".nii.gz", "_clusters.tsv"), sep="\t")
+        assert len(t) > 0, m  # every map has a peak above half its maximum
+        assert t["peak_value"].iloc[0] == pytest.approx(1.0)  # normalised maps peak at 1
+        top = t[t["peak"] == 0].iloc[0]
+        xyz = ", ".join(f"{top[c]:.0f}" for c in ("x_mm", "y_mm", "z_mm"))
+        assert xyz in section
+    for name in ("score_1", "score_2", "score_3"):
+        assert f"<h3>{name}</h3><table>" in section
+    for method in METHODS:
+        assert f"<td>{method}</td>" in section
+    assert (quick_demo / "classical" / "vlsm" / "score_1_stat_clusters.tsv").exists()
+    assert (quick_demo / "classical" / "vlsm" / "score_1_z_clusters.tsv").exists()
+
+
 def test_rerun_skips_finished_stages(quick_demo):
     before = json.loads((quick_demo / "metrics.json").read_text())
     study = Study(demo_config(quick=True), quick_demo, verbose=False)
@@ -123,7 +145,7 @@ def test_rerun_skips_finished_stages(quick_demo):
     assert study.ran == []
     assert set(study.skipped) == {"cohort", "simulate", "train_multi", "train_single",
                                   "explain_multi", "explain_single", "vlsm", "svr", "ridge",
-                                  "evaluate"}
+                                  "evaluate", "clusters"}
     assert after["prediction"] == before["prediction"]
     assert after["localization"] == before["localization"]
 
@@ -133,7 +155,7 @@ def test_changed_setting_redoes_only_downstream(quick_demo, tmp_path):
     cfg["classical"]["permutations"] = 20
     study = Study(cfg, quick_demo, verbose=False)
     study.run()
-    assert set(study.ran) == {"vlsm", "svr", "ridge", "evaluate"}
+    assert set(study.ran) == {"vlsm", "svr", "ridge", "evaluate", "clusters"}
 
 
 def test_interrupted_run_resumes(tmp_path, monkeypatch):
@@ -175,6 +197,13 @@ def test_config_validation(tmp_path, capsys):
     good.write_text('[cohort]\nsource = "lesions"\n[models]\nmodes = ["multi"]\n')
     cfg = load_config(good)
     assert cfg["cohort"]["source"] == str((tmp_path / "lesions").resolve())
+    with pytest.raises(DeepLSMError, match=r"report\.atlas and report\.atlas_labels go together"):
+        make_config({"report": {"atlas": "atlas.nii.gz"}})
+    with pytest.raises(DeepLSMError, match=r"classical\.svr_volume_correction: volume_correction must"):
+        make_config({"classical": {"svr_volume_correction": "sideways"}})
+    assert make_config({"classical": {"volume_correction": "Regress on Both"}})
+    good.write_text('[report]\natlas = "a/atlas.nii.gz"\natlas_labels = "a/labels.tsv"\n')
+    assert load_config(good)["report"]["atlas"] == str((tmp_path / "a" / "atlas.nii.gz").resolve())
     assert cfg["models"]["preset"] == "fast"
 
 
@@ -213,6 +242,31 @@ def test_user_lesions_scores_and_truth(quick_demo, tmp_path):
     assert loc["prevalence"] == pytest.approx(demo["prevalence"])
     assert loc["pr_auc"] == pytest.approx(demo["pr_auc"])
     assert (tmp_path / "user" / "report.html").exists()
+    # an atlas added afterwards: only the cluster tables are redone, and they carry its labels
+    import nibabel as nib
+    import numpy as np
+    import pandas as pd
+
+    from deeplsm.cohort import LesionCohort
+
+    grid = LesionCohort.load(quick_demo / "cohort" / "cohort.lesions.npz")
+    x = (grid.affine[:3, :3] @ np.indices(grid.shape).reshape(3, -1))[0] + grid.affine[0, 3]
+    nib.Nifti1Image(np.where(x < 0, 1, 2).reshape(grid.shape).astype(np.int16),
+                    grid.affine).to_filename(tmp_path / "atlas.nii.gz")
+    (tmp_path / "labels.tsv").write_text("index\tname\n1\tleft <hemisphere>\n2\tright & rest\n")
+    cfg["report"].update(atlas=str(tmp_path / "atlas.nii.gz"), atlas_labels=str(tmp_path / "labels.tsv"))
+    study = Study(cfg, tmp_path / "user", verbose=False)
+    study.run()
+    assert study.ran == ["clusters"]
+    for f in (tmp_path / "user").glob("*/*/*_clusters.tsv"):
+        t = pd.read_csv(f, sep="\t")
+        assert "label" in t.columns, f
+        # every peak is in one hemisphere or the other, by the sign of its x
+        want = np.where(t["x_mm"] < 0, "left <hemisphere>", "right & rest")
+        assert list(t["label"]) == list(want), f
+    html = (tmp_path / "user" / "report.html").read_text()
+    assert "&lt;hemisphere&gt;" in html or "right &amp; rest" in html
+    assert "<hemisphere>" not in html and "right & rest" not in html
 
 
 def _demo_inputs(out):

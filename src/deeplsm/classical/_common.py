@@ -2,14 +2,37 @@
 
 from __future__ import annotations
 
+import re
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
 from deeplsm.cohort import LesionCohort
 from deeplsm.exceptions import DeepLSMError
 
-VOLUME_CORRECTIONS = ("none", "score", "dtlvc", "both")
+#: Lesion-volume controls, named as LESYMAP (``correctByLesSize``) and svrlsmgui
+#: (``lesionvolcorrection``) name them: canonical name -> (regress volume out of the score,
+#: what is done to the lesion maps: 'none', 'dtlvc' or 'regress').
+VOLUME_CONTROLS: dict[str, tuple[bool, str]] = {
+    "none": (False, "none"),
+    "behavior": (True, "none"),  # LESYMAP 'behavior'; svrlsmgui 'Regress on Behavior'
+    "voxel": (False, "dtlvc"),  # LESYMAP 'voxel'; svrlsmgui 'DTLVC'
+    "both": (True, "dtlvc"),  # LESYMAP 'both' (behavior + voxel)
+    "lesion": (False, "regress"),  # svrlsmgui 'Regress on Lesion'
+    "regress_on_both": (True, "regress"),  # svrlsmgui 'Regress on Both' (behavior + lesion)
+}
+#: Other accepted spellings (our earlier names and svrlsmgui's labels) -> canonical name.
+VOLUME_ALIASES: dict[str, str] = {
+    "score": "behavior",
+    "behaviour": "behavior",
+    "regress_on_behavior": "behavior",
+    "regress_on_behaviour": "behavior",
+    "dtlvc": "voxel",
+    "regress_on_lesion": "lesion",
+}
+#: Every accepted value of ``volume_correction`` (case, spaces and hyphens are ignored).
+VOLUME_CORRECTIONS = tuple(VOLUME_CONTROLS) + tuple(VOLUME_ALIASES)
 
 
 def lesion_matrix(lesions) -> tuple[np.ndarray, LesionCohort | None]:
@@ -78,7 +101,12 @@ def check_choice(name: str, value, choices) -> None:
 
 
 def dtlvc_scale(volumes: np.ndarray) -> np.ndarray:
-    """Per-subject factor 1/sqrt(volume) (0 for empty maps, with a warning)."""
+    """Per-subject factor 1/sqrt(volume) (0 for empty maps, with a warning).
+
+    Direct total lesion volume control (Zhang et al. 2014): LESYMAP's
+    ``correctByLesSize = "voxel"`` (``lesmat * 1/sqrt(getLesionSize(...))``) and svrlsmgui's
+    ``'DTLVC'`` (``lesion_dat ./ sqrt(lesion_vol)``).
+    """
     vol = np.asarray(volumes, dtype=np.float64)
     empty = vol <= 0
     if empty.any():
@@ -88,8 +116,118 @@ def dtlvc_scale(volumes: np.ndarray) -> np.ndarray:
         return np.where(empty, 0.0, 1.0 / np.sqrt(np.where(empty, 1.0, vol)))
 
 
+@dataclass(frozen=True)
+class VolumeControl:
+    """A resolved ``volume_correction``: what to do to the score and to the lesion maps.
+
+    Attributes
+    ----------
+    name : str
+        Canonical name (a key of :data:`VOLUME_CONTROLS`).
+    behavior : bool
+        Regress lesion volume out of the score (:func:`volume_regressed`).
+    lesion : {'none', 'dtlvc', 'regress'}
+        ``'dtlvc'``: scale each subject's lesion vector by ``1 / sqrt(volume)``
+        (:func:`dtlvc_scale`); ``'regress'``: regress lesion volume out of every voxel's lesion
+        values (:class:`LesionVolumeRegression`).
+    """
+
+    name: str
+    behavior: bool
+    lesion: str
+
+    @property
+    def any(self) -> bool:
+        return self.behavior or self.lesion != "none"
+
+    @property
+    def continuous_lesions(self) -> bool:
+        """True when the lesion values stop being 0/1 (two-group tests no longer apply)."""
+        return self.lesion != "none"
+
+
+def resolve_volume_correction(value) -> VolumeControl:
+    """The :class:`VolumeControl` for a ``volume_correction`` value, or a :class:`DeepLSMError`.
+
+    Case, spaces and hyphens are ignored, so svrlsmgui's labels work as typed
+    (``"Regress on Both"``), and so do LESYMAP's (``"behavior"``, ``"voxel"``, ``"both"``).
+
+    Examples
+    --------
+    >>> resolve_volume_correction("Regress on Lesion")
+    VolumeControl(name='lesion', behavior=False, lesion='regress')
+    >>> resolve_volume_correction("score").name
+    'behavior'
+    """
+    key = re.sub(r"[\s-]+", "_", value.strip().lower()) if isinstance(value, str) else None
+    key = VOLUME_ALIASES.get(key, key)
+    if key not in VOLUME_CONTROLS:
+        raise DeepLSMError(
+            f"volume_correction must be one of {', '.join(map(repr, VOLUME_CONTROLS))} "
+            f"(or {', '.join(map(repr, VOLUME_ALIASES))}); got {value!r}"
+        )
+    behavior, lesion = VOLUME_CONTROLS[key]
+    return VolumeControl(key, behavior, lesion)
+
+
+class LesionVolumeRegression:
+    """Regress lesion volume out of every voxel's lesion values (svrlsmgui's "Regress on Lesion").
+
+    svrlsmgui (DeMarco & Turkeltaub, ``functions/continuize_lesions.m``, called from
+    ``RunAnalysis.m`` for ``'Regress on Lesion'`` and ``'Regress on Both'``) fits, for every
+    voxel ``v``, ``x_v ~ 1 + volume`` by least squares and keeps the residuals plus the fitted
+    intercept. That is ``x_v - slope_v * volume`` with ``slope_v = sum_i c_i x_iv`` and
+    ``c = (volume - mean) / sum((volume - mean)^2)``: one linear map of the subjects,
+    ``X_res = P @ X`` with ``P = I - outer(volume, c)``, so kernel methods need only
+    ``P @ (X @ X.T) @ P.T`` and never a dense copy of the lesion data.
+
+    New subjects (prediction) are corrected with the training slopes:
+    ``x_new - volume_new * slope``.
+
+    Parameters
+    ----------
+    volumes : array-like of shape (n_subjects,)
+        Lesion volume of each training subject.
+    """
+
+    def __init__(self, volumes) -> None:
+        vol = np.asarray(volumes, dtype=np.float64)
+        d = vol - vol.mean()
+        ss = float(d @ d)
+        if not ss > 0:
+            raise DeepLSMError("every subject has the same lesion volume; it cannot be regressed "
+                               "out of the lesion maps")
+        self.volumes = vol
+        #: weights ``c``: the slope of voxel v on volume is ``c @ X[:, v]``
+        self.weights = d / ss
+
+    @property
+    def projector(self) -> np.ndarray:
+        """``P`` (N, N): ``P @ X`` is the corrected lesion data of the training subjects."""
+        return np.eye(self.volumes.size) - np.outer(self.volumes, self.weights)
+
+    def slopes(self, X) -> np.ndarray:
+        """Per-voxel slope on lesion volume, shape (V,), from the training lesion data ``X``."""
+        return np.asarray(X.T @ self.weights).ravel()
+
+    def transform(self, X, volumes=None, slopes=None) -> np.ndarray:
+        """Corrected lesion data (dense float64): the training data (defaults), or new subjects
+        with their ``volumes`` and the training ``slopes``."""
+        X = X.toarray() if hasattr(X, "toarray") else np.asarray(X)
+        vol = self.volumes if volumes is None else np.asarray(volumes, dtype=np.float64)
+        s = self.slopes(X) if slopes is None else np.asarray(slopes, dtype=np.float64)
+        return X.astype(np.float64) - np.outer(vol, s)
+
+
 def volume_regressed(y: np.ndarray, volumes: np.ndarray, covariates: np.ndarray | None = None):
-    """``y`` with (intercept,) lesion volume (and covariates) regressed out."""
+    """``y`` with (intercept,) lesion volume (and covariates) regressed out; the mean is kept.
+
+    This is LESYMAP's ``correctByLesSize = "behavior"`` (``R/lesymap.R``:
+    ``residuals(lm(behavior ~ getLesionSize(...)))``) and svrlsmgui's ``'Regress on Behavior'``
+    (``RunAnalysis.m``: ``fitlm`` residuals plus the fitted intercept). The three differ only
+    by a constant (0, the intercept, or the mean here), which no t-test or regression t sees;
+    for SVR-LSM it changes only the ``100 / max|score|`` scaling.
+    """
     cols = [np.ones_like(y), np.asarray(volumes, dtype=np.float64)]
     if covariates is not None:
         cols += list(covariates.T)

@@ -16,12 +16,13 @@ from deeplsm._docs import fill_doc
 from deeplsm._utils import check_random_state, progress_disabled
 from deeplsm.classical import _stats as S
 from deeplsm.classical._common import (
-    VOLUME_CORRECTIONS,
+    LesionVolumeRegression,
     check_choice,
     check_covariates,
     check_scores,
     lesion_matrix,
     lesion_volumes,
+    resolve_volume_correction,
     to_volume,
 )
 from deeplsm.classical._mask import voxel_mask
@@ -56,10 +57,15 @@ class RidgeLSM(RegressorMixin, BaseEstimator):
         log-spaced) times the mean squared norm of the centred lesion vectors, so the grid spans
         from nearly least squares to a heavily shrunk model on any grid. A warning is raised when the
         choice falls on the first or last value.
-    volume_correction : {'none', 'dtlvc', 'score', 'both'}, default='none'
-        ``'dtlvc'``: lesion vectors scaled to unit norm (as SVR-LSM). ``'score'``: lesion volume (and
-        ``covariates``) regressed out of the score before the fit; :meth:`predict` adds that trend
-        back, so predictions stay on the score's own scale. ``'both'``: both.
+    volume_correction : str, default='none'
+        A lesion-volume control as LESYMAP / svrlsmgui name it (see
+        :func:`deeplsm.classical._common.resolve_volume_correction`). ``'voxel'`` (``'dtlvc'``):
+        lesion vectors scaled to unit norm (as SVR-LSM). ``'behavior'`` (``'score'``): lesion
+        volume (and ``covariates``) regressed out of the score before the fit; :meth:`predict`
+        adds that trend back, so predictions stay on the score's own scale. ``'both'``: both.
+        ``'lesion'``: lesion volume regressed out of every voxel's values (svrlsmgui's "Regress
+        on Lesion"; new subjects are corrected with the training slopes); ``'regress_on_both'``:
+        ``'behavior'`` and ``'lesion'``.
     min_subjects : int or float, default=10
         As in :class:`MassUnivariateLSM`.
     n_permutations : int, default=1000
@@ -138,7 +144,7 @@ class RidgeLSM(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------------------------------
     def _check_params(self) -> None:
-        check_choice("volume_correction", self.volume_correction, VOLUME_CORRECTIONS)
+        self._volume = resolve_volume_correction(self.volume_correction)
         check_choice("tail", self.tail, S.TAILS)
         check_choice("correction", self.correction, CORRECTIONS)
         if self.alphas is not None:
@@ -154,18 +160,25 @@ class RidgeLSM(RegressorMixin, BaseEstimator):
         if not (isinstance(self.cfwer_v, int | np.integer) and self.cfwer_v >= 1):
             raise DeepLSMError(f"cfwer_v must be an integer >= 1, got {self.cfwer_v!r}")
 
-    def _features(self, data: np.ndarray) -> sparse.csr_matrix:
-        """Tested voxels as a sparse (n_subjects, n_voxels) float matrix, rows unit-norm under DTLVC."""
+    def _features(self, data: np.ndarray, cohort=None, *, fit: bool = False):
+        """Tested voxels as a (n_subjects, n_voxels) float matrix: sparse, rows unit-norm under
+        DTLVC; dense, with lesion volume regressed out of every voxel under ``'lesion'``."""
         X = sparse.csr_matrix(np.take(data, self._voxels, axis=1), dtype=np.float64)
-        if self.volume_correction in ("dtlvc", "both"):
+        if self._volume.lesion == "dtlvc":
             norm = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
             X = sparse.diags(np.where(norm > 0, 1.0 / np.where(norm > 0, norm, 1.0), 0.0)) @ X
+        elif self._volume.lesion == "regress":
+            volumes = lesion_volumes(data, cohort)
+            if fit:
+                self.lesion_regression_ = LesionVolumeRegression(volumes)
+                self.lesion_slopes_ = self.lesion_regression_.slopes(X)
+            return self.lesion_regression_.transform(X, volumes, self.lesion_slopes_)
         return sparse.csr_matrix(X)
 
     def _nuisance(self, data: np.ndarray, cohort, covariates: np.ndarray | None) -> np.ndarray | None:
         """Design (1, lesion volume, covariates) of what is regressed out of the score, or None."""
         cols = []
-        if self.volume_correction in ("score", "both"):
+        if self._volume.behavior:
             cols.append(lesion_volumes(data, cohort))
         if covariates is not None:
             cols += list(covariates.T)
@@ -201,16 +214,17 @@ class RidgeLSM(RegressorMixin, BaseEstimator):
         if Z is not None:
             self.nuisance_coef_ = np.linalg.lstsq(Z, y, rcond=None)[0]
             y = y - Z @ self.nuisance_coef_ + self.score_mean_
-        X = self._features(data)
-        empty = np.flatnonzero(np.diff(X.indptr) == 0)
-        if empty.size and self.volume_correction in ("dtlvc", "both"):
+        X = self._features(data, cohort, fit=True)
+        empty = np.flatnonzero(np.diff(X.indptr) == 0) if sparse.issparse(X) else np.array([], int)
+        if empty.size and self._volume.lesion == "dtlvc":
             ids = [cohort.subject_ids[i] for i in empty[:3]] if cohort is not None else []
             warnings.warn(f"{empty.size} subject(s) have no lesioned voxel in the mask "
                           f"{', '.join(ids)}; their lesion vector stays zero", UserWarning, stacklevel=2)
 
         # Centred Gram matrix: its mean eigenvalue scales the default grid; its inverse (plus the
         # penalty) gives the dual solution the permutations reuse.
-        G = (X @ X.T).toarray()
+        G = X @ X.T
+        G = G.toarray() if sparse.issparse(G) else np.asarray(G)
         Gc = G - G.mean(axis=0, keepdims=True)
         Gc -= Gc.mean(axis=1, keepdims=True)
         self.penalty_scale_ = float(np.trace(Gc) / n) or 1.0
@@ -351,7 +365,7 @@ class RidgeLSM(RegressorMixin, BaseEstimator):
         if n_cov != self.n_covariates_:
             raise DeepLSMError(f"the model was fitted with {self.n_covariates_} covariate(s); "
                                f"predict got {n_cov}")
-        pred = self.model_.predict(self._features(data))
+        pred = self.model_.predict(self._features(data, cohort))
         Z = self._nuisance(data, cohort, covariates)
         if Z is not None:
             pred = pred + Z @ self.nuisance_coef_ - self.score_mean_

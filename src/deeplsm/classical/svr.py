@@ -27,12 +27,13 @@ from deeplsm._schema import (
 from deeplsm._utils import check_random_state, progress_disabled
 from deeplsm.classical import _stats as S
 from deeplsm.classical._common import (
-    VOLUME_CORRECTIONS,
+    LesionVolumeRegression,
     check_choice,
     check_covariates,
     check_scores,
     lesion_matrix,
     lesion_volumes,
+    resolve_volume_correction,
     to_volume,
     volume_regressed,
 )
@@ -69,9 +70,22 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         RBF width: ``exp(-gamma * ||a - b||^2)``.
     epsilon : float, default=0.1
         Width of the epsilon-insensitive tube, in the rescaled (0–100) score units.
-    volume_correction : {'dtlvc', 'none', 'score', 'both'}, default='dtlvc'
-        ``'dtlvc'``: unit-norm lesion vectors. ``'score'``: lesion volume (and ``covariates``)
-        regressed out of the score. ``'both'``: both.
+    volume_correction : str, default='dtlvc'
+        Lesion-volume control, named as svrlsmgui (``lesionvolcorrection``) and LESYMAP
+        (``correctByLesSize``) name it:
+
+        * ``'dtlvc'`` (alias ``'voxel'``): unit-norm lesion vectors (Zhang et al. 2014).
+        * ``'behavior'`` (alias ``'score'``, svrlsmgui ``'Regress on Behavior'``): lesion volume
+          (and ``covariates``) regressed out of the score.
+        * ``'both'`` (LESYMAP): ``'behavior'`` and ``'dtlvc'``.
+        * ``'lesion'`` (svrlsmgui ``'Regress on Lesion'``): lesion volume regressed out of every
+          voxel's lesion values, as svrlsmgui's ``continuize_lesions.m`` does; computed through the
+          kernel (:class:`~deeplsm.classical._common.LesionVolumeRegression`), so the lesion data
+          stay sparse.
+        * ``'regress_on_both'`` (svrlsmgui ``'Regress on Both'``): ``'behavior'`` and ``'lesion'``.
+        * ``'none'``.
+
+        Case, spaces and hyphens are ignored (``'Regress on Both'`` works).
     min_subjects : int or float, default=10
         As in :class:`MassUnivariateLSM`.
     n_permutations : int, default=1000
@@ -115,6 +129,8 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         Mean cross-validated MSE for each (C, gamma).
     model_ : sklearn.svm.SVR
         The fitted SVR on the precomputed kernel.
+    volume_control_ : VolumeControl
+        The resolved ``volume_correction`` (canonical ``name``, score and lesion parts).
     beta_img_, p_img_, p_fwe_img_, thresholded_img_, mask_img_ : Nifti1Image or None
     """
 
@@ -139,7 +155,7 @@ class SVRLSM(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------------------------------
     def _check_params(self) -> None:
-        check_choice("volume_correction", self.volume_correction, VOLUME_CORRECTIONS)
+        resolve_volume_correction(self.volume_correction)
         check_choice("tail", self.tail, S.TAILS)
         check_choice("correction", self.correction, CORRECTIONS)
         check_param("C", self.C, PositiveFloat)
@@ -160,7 +176,7 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         of O(N^2 V) and O(P N V); no dense float copy of the lesion data is made.
         """
         X = sparse.csr_matrix(np.take(data, self._voxels, axis=1), dtype=np.float64)
-        if self.volume_correction in ("dtlvc", "both"):
+        if self.volume_control_.lesion == "dtlvc":
             norm = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
             X = sparse.diags(np.where(norm > 0, 1.0 / np.where(norm > 0, norm, 1.0), 0.0)) @ X
         return sparse.csr_matrix(X)
@@ -181,6 +197,7 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         self : SVRLSM
         """
         self._check_params()
+        vc = self.volume_control_ = resolve_volume_correction(self.volume_correction)
         data, cohort = lesion_matrix(lesions)
         n = data.shape[0]
         y = check_scores(scores, n)
@@ -188,8 +205,10 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         mask_flat, self.n_min_subjects_ = voxel_mask(data, self.min_subjects)
         self._mask_flat = mask_flat
         self._voxels = np.flatnonzero(mask_flat)
-        if self.volume_correction in ("score", "both"):
-            y = volume_regressed(y, lesion_volumes(data, cohort), covariates)
+        self._fitted_on_cohort = cohort is not None
+        volumes = lesion_volumes(data, cohort) if vc.any else None
+        if vc.behavior:
+            y = volume_regressed(y, volumes, covariates)
         elif covariates is not None:
             Z = np.column_stack([np.ones(n), covariates])
             y = y - Z @ np.linalg.lstsq(Z, y, rcond=None)[0] + y.mean()
@@ -197,6 +216,12 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         y = y * self.score_scale_
         X = self._features(data)
         G = (X @ X.T).toarray()
+        # svrlsmgui's 'Regress on Lesion': X -> P X, so the Gram matrix is P G P'
+        self._lesion_reg = LesionVolumeRegression(volumes) if vc.lesion == "regress" else None
+        self._G_raw = G
+        if self._lesion_reg is not None:
+            P = self._lesion_reg.projector
+            G = P @ G @ P.T
         sq = np.diag(G).copy()
         empty = np.flatnonzero(sq == 0)
         if empty.size:
@@ -214,7 +239,7 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         self.n_support_ = int(self.model_.support_.size)
         alpha = np.zeros(n)
         alpha[self.model_.support_] = self.model_.dual_coef_[0]
-        w = np.asarray(X.T @ alpha).ravel()
+        w = np.asarray(X.T @ self._lesion_dual(alpha)).ravel()
         wmax = float(np.abs(w).max())
         self.beta_scale_ = _BETA_MAX / wmax if wmax > 0 else 1.0
         beta = w * self.beta_scale_
@@ -301,7 +326,7 @@ class SVRLSM(RegressorMixin, BaseEstimator):
             while done < n_perm:
                 k = min(_CHUNK, n_perm - done)
                 perms = [rng.permutation(n) for _ in range(k)]
-                A = self._dual_vectors(K, y, perms)  # (k, n)
+                A = self._lesion_dual(self._dual_vectors(K, y, perms).T).T  # (k, n)
                 B = np.asarray(XT32 @ A.T.astype(np.float32)).T * np.float32(self.beta_scale_)
                 ext = S.tail_transform(B, self.tail)
                 exceed += (ext >= obs_thr).sum(axis=0)
@@ -312,6 +337,11 @@ class SVRLSM(RegressorMixin, BaseEstimator):
                 bar.update(k)
         p = (1.0 + exceed) / (1.0 + n_perm)
         return p, null_max, null_kth
+
+    def _lesion_dual(self, alpha: np.ndarray) -> np.ndarray:
+        """Dual vector(s) (n,) or (n, k) to multiply with the *uncorrected* lesion data:
+        ``(P X)' a = X' (P' a)``, so the beta map never needs the dense corrected data."""
+        return alpha if self._lesion_reg is None else self._lesion_reg.projector.T @ alpha
 
     def _dual_vectors(self, K, y, perms) -> np.ndarray:
         def one(perm):
@@ -339,7 +369,7 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         ndarray of shape (n_subjects,)
         """
         check_is_fitted(self, "model_")
-        data, _ = lesion_matrix(lesions)
+        data, cohort = lesion_matrix(lesions)
         if data.shape[1] != self._mask_flat.size:
             raise DeepLSMError(
                 f"lesions have {data.shape[1]} voxels per map but the model was fitted on "
@@ -348,6 +378,19 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         X = self._features(data)
         G = (X @ self._X_train.T).toarray()
         sq = np.asarray(X.multiply(X).sum(axis=1)).ravel()
+        reg = self._lesion_reg
+        if reg is not None:
+            # x_new - vol_new * slope, with the training slopes s = X_train' c:
+            # <x_new - v s, P x_j> and ||x_new - v s||^2 from Gram products only
+            if (cohort is not None) != self._fitted_on_cohort:
+                raise DeepLSMError("volume_correction regresses lesion volume out of the lesion "
+                                   "maps: predict on the same kind of input as fit (a "
+                                   "LesionCohort or an array), so volumes share their units")
+            vol = lesion_volumes(data, cohort)
+            Gc = self._G_raw @ reg.weights  # X_train X_train' c = X_train s
+            xs = G @ reg.weights  # x_new . s
+            G = (G - np.outer(vol, Gc)) @ reg.projector.T
+            sq = sq - 2.0 * vol * xs + vol**2 * float(reg.weights @ Gc)
         K = _rbf_from_gram(G, sq, self.gamma_, self._sq_train)
         return self.model_.predict(K) / self.score_scale_
 
@@ -356,6 +399,7 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         return {
             "method": "svr",
             "params": self.get_params(),
+            "volume_correction_applied": self.volume_control_.name,
             "C_used": self.C_,
             "gamma_used": self.gamma_,
             "n_subjects": self.n_subjects_,

@@ -13,13 +13,14 @@ from deeplsm._schema import MinSubjects, NonNegativeInt, OpenUnitFloat, Positive
 from deeplsm._utils import check_random_state, progress_disabled
 from deeplsm.classical import _stats as S
 from deeplsm.classical._common import (
-    VOLUME_CORRECTIONS,
+    LesionVolumeRegression,
     check_choice,
     check_covariates,
     check_scores,
     dtlvc_scale,
     lesion_matrix,
     lesion_volumes,
+    resolve_volume_correction,
     to_volume,
     volume_regressed,
 )
@@ -50,11 +51,21 @@ class MassUnivariateLSM(BaseEstimator):
         (one-sided Fisher exact test with one added to two diagonal cells); the statistic is z.
     tail : {'two-sided', 'greater', 'less'}, default='two-sided'
         ``'greater'`` tests for higher scores in lesioned subjects, ``'less'`` for lower.
-    volume_correction : {'none', 'score', 'dtlvc', 'both'}, default='none'
-        ``'score'`` regresses lesion volume out of the score before testing. ``'dtlvc'`` divides
-        each subject's lesion vector by the square root of its lesion volume (direct total lesion
-        volume control); the predictor is then continuous, so it needs ``test='regression'``.
-        ``'both'`` does both.
+    volume_correction : str, default='none'
+        Lesion-volume control, named as LESYMAP (``correctByLesSize``) and svrlsmgui name it:
+
+        * ``'behavior'`` (alias ``'score'``, svrlsmgui ``'Regress on Behavior'``): lesion volume
+          regressed out of the score before testing; works with every test but Liebermeister.
+        * ``'voxel'`` (alias ``'dtlvc'``, svrlsmgui ``'DTLVC'``): each subject's lesion vector
+          divided by the square root of its lesion volume (direct total lesion volume control).
+        * ``'both'`` (LESYMAP): ``'behavior'`` and ``'voxel'``.
+        * ``'lesion'`` (svrlsmgui ``'Regress on Lesion'``): lesion volume regressed out of every
+          voxel's lesion values (:class:`~deeplsm.classical._common.LesionVolumeRegression`).
+        * ``'regress_on_both'`` (svrlsmgui ``'Regress on Both'``): ``'behavior'`` and
+          ``'lesion'``: volume regressed out of the score and of the lesion maps.
+
+        The lesion variants make the predictor continuous, so they need ``test='regression'``.
+        Case, spaces and hyphens are ignored (``'Regress on Both'`` works).
     min_subjects : int or float, default=10
         Test voxels lesioned in at least this many subjects and spared in at least this many. A
         float in (0, 1) is a fraction of the subjects (LESYMAP uses 0.1).
@@ -86,6 +97,8 @@ class MassUnivariateLSM(BaseEstimator):
         The subject count that ``min_subjects`` resolved to.
     n_patterns_ : int
         Distinct lesion patterns among the tested voxels.
+    volume_control_ : VolumeControl
+        The resolved ``volume_correction`` (canonical ``name``, score and lesion parts).
     statistic_, z_, p_, p_fdr_, p_bonferroni_ : ndarray
         Statistic, its z equivalent, uncorrected, FDR (Benjamini–Hochberg) and Bonferroni p.
         Outside the mask: 0 for statistic and z, 1 for p-values.
@@ -124,7 +137,7 @@ class MassUnivariateLSM(BaseEstimator):
     def _check_params(self, has_covariates: bool, is_cohort: bool) -> None:
         check_choice("test", self.test, TESTS)
         check_choice("tail", self.tail, S.TAILS)
-        check_choice("volume_correction", self.volume_correction, VOLUME_CORRECTIONS)
+        vc = resolve_volume_correction(self.volume_correction)
         check_choice("correction", self.correction, CORRECTIONS)
         check_param("min_subjects", self.min_subjects, MinSubjects)
         check_param("n_permutations", self.n_permutations, NonNegativeInt)
@@ -132,14 +145,14 @@ class MassUnivariateLSM(BaseEstimator):
         check_param("cfwer_v", self.cfwer_v, PositiveInt)
         if self.correction in _NEEDS_PERMUTATIONS and self.n_permutations == 0:
             raise DeepLSMError(f"correction={self.correction!r} needs n_permutations > 0")
-        if self.volume_correction in ("dtlvc", "both") and self.test != "regression":
+        if vc.continuous_lesions and self.test != "regression":
             raise DeepLSMError(
                 f"volume_correction={self.volume_correction!r} makes the lesion predictor "
                 f"continuous; it needs test='regression', not test={self.test!r}"
             )
         if has_covariates and self.test != "regression":
             raise DeepLSMError(f"covariates need test='regression', not test={self.test!r}")
-        if self.test == "liebermeister" and self.volume_correction != "none":
+        if self.test == "liebermeister" and vc.any:
             raise DeepLSMError("test='liebermeister' takes binary scores; use volume_correction='none'")
         if self.correction == "cluster":
             if not is_cohort:
@@ -183,12 +196,13 @@ class MassUnivariateLSM(BaseEstimator):
         covariates = check_covariates(covariates, n)
         self._check_params(covariates is not None, cohort is not None)
 
+        vc = self.volume_control_ = resolve_volume_correction(self.volume_correction)
         mask_flat, self.n_min_subjects_ = voxel_mask(data, self.min_subjects)
         X = np.take(data, np.flatnonzero(mask_flat), axis=1)
         volumes = None
-        if self.volume_correction != "none":
+        if vc.any:
             volumes = lesion_volumes(data, cohort)
-        if self.volume_correction in ("score", "both"):
+        if vc.behavior:
             y = volume_regressed(y, volumes)
         if self.compress_patches:
             patches = compress_patches(X)
@@ -197,8 +211,12 @@ class MassUnivariateLSM(BaseEstimator):
             Xp, inverse, counts = X, None, None
         self.n_patterns_ = int(Xp.shape[1])
         Xt = Xp
-        if self.volume_correction in ("dtlvc", "both"):
+        if vc.lesion == "dtlvc":
             Xt = Xp * dtlvc_scale(volumes)[:, None]
+        elif vc.lesion == "regress":
+            # identical lesion patterns stay identical after the voxelwise regression,
+            # so patch compression still applies
+            Xt = LesionVolumeRegression(volumes).transform(Xp)
 
         engine = self._engine(Xt, y, covariates)
         stat, df = engine.observed()
@@ -368,6 +386,7 @@ class MassUnivariateLSM(BaseEstimator):
         return {
             "method": "vlsm",
             "params": self.get_params(),
+            "volume_correction_applied": self.volume_control_.name,
             "n_subjects": self.n_subjects_,
             "min_subjects_applied": self.n_min_subjects_,
             "n_tested_voxels": self.n_tested_,

@@ -126,3 +126,27 @@ def absolute_inputs(args: argparse.Namespace, *names: str) -> list[str]:
             found.append(value)
         setattr(args, name, value)
     return found
+
+
+def add_atlas_options(parser: argparse.ArgumentParser) -> None:
+    """``--atlas IMG --atlas-labels TABLE``: label the cluster tables written next to the maps."""
+    g = parser.add_argument_group("cluster tables")
+    g.add_argument("--atlas", metavar="IMG",
+                   help="label image in MNI space (any grid; resampled nearest-neighbour) to name "
+                   "each cluster's peak and regions in the <map>_clusters.tsv tables")
+    g.add_argument("--atlas-labels", metavar="TSV",
+                   help="the atlas's label table: TSV or CSV with columns index,name")
+
+
+def atlas_from_args(args: argparse.Namespace):
+    """The :class:`deeplsm.evaluate.Atlas` of ``--atlas/--atlas-labels``, or None."""
+    from deeplsm.exceptions import DeepLSMError
+
+    if (args.atlas is None) != (args.atlas_labels is None):
+        raise DeepLSMError("--atlas and --atlas-labels go together: give the label image and "
+                           "its index,name table")
+    if args.atlas is None:
+        return None
+    from deeplsm.evaluate import load_atlas
+
+    return load_atlas(args.atlas, args.atlas_labels)

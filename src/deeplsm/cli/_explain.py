@@ -8,7 +8,9 @@ import sys
 
 from deeplsm.cli._common import (
     absolute_inputs,
+    add_atlas_options,
     add_device_option,
+    atlas_from_args,
     comma_list,
     device_from_args,
     nonnegative_float,
@@ -23,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "explain", help="IG / GradientSHAP / occlusion group maps for every output of a run",
         description="Explain every output of a trained run on its test subjects and save group "
         "maps (sum over subjects, positive part for IG and GradientSHAP, normalised to [0, 1]) as "
-        "RUN/maps/{method}_{output}.nii.gz, raw sums in RUN/maps/sums/.")
+        "RUN/maps/{method}_{output}.nii.gz with a cluster table {method}_{output}_clusters.tsv, "
+        "raw sums in RUN/maps/sums/.")
     p.add_argument("--run", required=True, metavar="RUN", help="run folder from 'deeplsm train'")
     p.add_argument("--methods", type=comma_list, default=["ig", "gradshap", "occlusion"],
                    help="comma list of ig, gradshap, occlusion (exact lesion-aware), "
@@ -53,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--stdevs", type=nonnegative_float, default=0.1, help="NoiseTunnel noise SD")
     g.add_argument("--seed", type=seed_int, default=0, help="random seed for GradientSHAP")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_atlas_options(p)
     p.set_defaults(func=run)
 
 
@@ -65,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
     bad = [m for m in args.methods if m not in METHODS]
     if bad:
         raise DeepLSMError(f"unknown method {bad[0]!r}; choose from {', '.join(METHODS)}")
+    atlas = atlas_from_args(args)
     (run,) = absolute_inputs(args, "run")
+    absolute_inputs(args, "atlas", "atlas_labels")
     if not os.path.isdir(run):
         raise DeepLSMError(f"run folder does not exist: {run}" if not os.path.exists(run)
                            else f"--run {run} is a file; give a run folder from 'deeplsm train'")
@@ -80,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         device=device, verbose=not args.quiet, n_steps=args.n_steps,
         internal_batch_size=args.internal_batch_size,
         n_samples=args.n_samples, nt_samples=args.nt_samples, stdevs=args.stdevs,
-        random_state=args.seed, occlusion_batch_size=args.batch_size,
+        random_state=args.seed, occlusion_batch_size=args.batch_size, atlas=atlas,
     )
     for method, per in paths.items():
         for output, path in per.items():

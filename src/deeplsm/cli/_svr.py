@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from deeplsm.cli._common import cv_folds, nonnegative_float, positive_float, positive_int
+from deeplsm.cli._common import atlas_from_args, cv_folds, nonnegative_float, positive_float, positive_int
 from deeplsm.cli._vlsm import add_common_options, load_inputs, write_outputs
 
 log = logging.getLogger("deeplsm")
@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("svr", help="SVR-LSM: multivariate lesion-symptom mapping with an RBF SVR",
                        description="SVR-LSM (Zhang et al. 2014; DeMarco & Turkeltaub 2018). Writes "
                        "DIR/{output}_stat.nii.gz (beta map), _p and _p_fwe (with permutations), "
-                       "_thresholded, mask.nii.gz, summary.json.")
+                       "_thresholded, mask.nii.gz, summary.json, {output}_stat_clusters.tsv.")
     add_common_options(p, volume_default="dtlvc")
     a = p.add_argument_group("model")
     a.add_argument("--C", type=positive_float, default=30.0, help="box constraint (default: 30)")
@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from deeplsm.classical import SVRLSM
 
+    atlas = atlas_from_args(args)
     cohort, scores, cov = load_inputs(args)
     fitted = {}
     for i, name in enumerate(scores.columns):
@@ -45,5 +46,5 @@ def run(args: argparse.Namespace) -> int:
             random_state=args.seed + i, verbose=not args.quiet,
         )
         fitted[name] = est.fit(cohort, scores[name].to_numpy(), covariates=cov)
-    write_outputs(args, cohort, fitted, "svr")
+    write_outputs(args, cohort, fitted, "svr", atlas)
     return 0

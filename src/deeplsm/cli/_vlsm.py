@@ -8,7 +8,9 @@ from pathlib import Path
 
 from deeplsm.cli._common import (
     absolute_inputs,
+    add_atlas_options,
     add_lesion_options,
+    atlas_from_args,
     comma_list,
     load_lesions_from_args,
     min_subjects,
@@ -19,6 +21,17 @@ from deeplsm.cli._common import (
 )
 
 log = logging.getLogger("deeplsm")
+
+
+def volume_correction_type(text: str) -> str:
+    """A lesion-volume control as LESYMAP or svrlsmgui names it (or one of our aliases)."""
+    from deeplsm.classical._common import resolve_volume_correction
+    from deeplsm.exceptions import DeepLSMError
+
+    try:
+        return resolve_volume_correction(text).name
+    except DeepLSMError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def add_common_options(p: argparse.ArgumentParser, volume_default: str) -> None:
@@ -32,9 +45,13 @@ def add_common_options(p: argparse.ArgumentParser, volume_default: str) -> None:
     g.add_argument("--covariates", metavar="CSV",
                    help="table of nuisance covariates (subject column + numeric columns)")
     a = p.add_argument_group("analysis")
-    a.add_argument("--volume-correction", choices=("none", "score", "dtlvc", "both"),
-                   default=volume_default,
-                   help=f"lesion-volume control (default: {volume_default})")
+    a.add_argument("--volume-correction", type=volume_correction_type, default=volume_default,
+                   metavar="KIND",
+                   help="lesion-volume control, as LESYMAP / svrlsmgui name it: none; behavior "
+                   "(= score; volume regressed out of the score); voxel (= dtlvc; lesion vectors "
+                   "/ sqrt(volume)); both (behavior + voxel, LESYMAP); lesion (volume regressed out "
+                   "of every voxel's lesion values, svrlsmgui 'Regress on Lesion'); "
+                   f"regress_on_both (behavior + lesion, svrlsmgui) (default: {volume_default})")
     a.add_argument("--min-subjects", type=min_subjects, default=10, metavar="N|FRACTION",
                    help="test voxels lesioned (and spared) in at least N subjects, or in this "
                    "fraction of them (default: 10)")
@@ -46,6 +63,7 @@ def add_common_options(p: argparse.ArgumentParser, volume_default: str) -> None:
     a.add_argument("--cfwer-v", type=positive_int, default=1, metavar="V",
                    help="CFWER: tolerate up to V-1 false positive voxels (default 1 = FWE)")
     a.add_argument("--seed", type=seed_int, default=0, help="random seed (default: 0)")
+    add_atlas_options(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--overwrite", action="store_true",
                    help="replace earlier deeplsm output in DIR (only deeplsm's own files)")
@@ -67,13 +85,14 @@ def load_inputs(args):
     return cohort, scores, cov
 
 
-def write_outputs(args, cohort, fitted: dict, method: str) -> Path:
-    """Write every fitted estimator's maps, the mask and ``summary.json`` to ``--out``, atomically."""
+def write_outputs(args, cohort, fitted: dict, method: str, atlas=None) -> Path:
+    """Write every fitted estimator's maps, the mask, cluster tables and ``summary.json`` to
+    ``--out``, atomically."""
     from deeplsm.classical import save_fitted_maps
 
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
               if k not in ("func",)}
-    out = save_fitted_maps(args.out, cohort, fitted, method, config)
+    out = save_fitted_maps(args.out, cohort, fitted, method, config, atlas=atlas)
     log.info("wrote %d output(s) to %s", len(fitted), out)
     return out
 
@@ -82,7 +101,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("vlsm", help="voxel-based lesion-symptom mapping (t, Welch, Brunner-Munzel, "
                        "regression, Liebermeister) with permutation FWE",
                        description="Mass-univariate VLSM. Writes DIR/{output}_stat.nii.gz, _z, _p, "
-                       "_p_fdr, _p_fwe (with permutations), _thresholded, mask.nii.gz, summary.json.")
+                       "_p_fdr, _p_fwe (with permutations), _thresholded, mask.nii.gz, summary.json, "
+                       "and cluster tables of the significant voxels ({output}_stat_clusters.tsv, "
+                       "{output}_z_clusters.tsv).")
     add_common_options(p, volume_default="none")
     a = p.add_argument_group("test")
     a.add_argument("--test", choices=("t", "welch", "bm", "regression", "liebermeister"), default="t",
@@ -100,6 +121,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from deeplsm.classical import MassUnivariateLSM
 
+    atlas = atlas_from_args(args)
     cohort, scores, cov = load_inputs(args)
     correction = args.correction or ("fwe" if args.permutations > 0 else "fdr")
     fitted = {}
@@ -113,5 +135,5 @@ def run(args: argparse.Namespace) -> int:
             verbose=not args.quiet,
         )
         fitted[name] = est.fit(cohort, scores[name].to_numpy(), covariates=cov)
-    write_outputs(args, cohort, fitted, "vlsm")
+    write_outputs(args, cohort, fitted, "vlsm", atlas)
     return 0

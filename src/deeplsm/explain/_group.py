@@ -22,7 +22,7 @@ _ENTRY_KEYS = ("method", "output", "file", "sum_file")
 #: Methods whose group map keeps only the positive part by default (as the paper does).
 POSITIVE_BY_DEFAULT = {"ig": True, "gradshap": True, "occlusion": False, "occlusion_captum": False}
 #: What a maps folder holds (its deeplsm marker owns these).
-MAPS_LAYOUT = ("*.nii.gz", "sums", "maps.json")
+MAPS_LAYOUT = ("*.nii.gz", "sums", "maps.json", "*_clusters.tsv", "*_clusters.json")
 
 
 def normalise_map(summed: np.ndarray, *, positive: bool = True) -> np.ndarray:
@@ -104,6 +104,8 @@ def save_group_maps(
     n_subjects: int,
     positive: Mapping[str, bool] | None = None,
     metadata: dict | None = None,
+    clusters: bool = True,
+    atlas=None,
 ) -> dict[str, dict[str, Path]]:
     """Write group maps as NIfTI: normalised maps and raw sums, plus a ``maps.json`` manifest.
 
@@ -115,6 +117,9 @@ def save_group_maps(
     * ``out_dir/maps.json``: methods, outputs, subject count, positive-part choices, parameters.
       Entries for maps written earlier into the same folder are kept; an unreadable manifest
       is an error (see :func:`read_manifest`), raised before any file is written.
+    * ``out_dir/{method}_{output}_clusters.tsv`` (+ ``.json`` sidecar): the normalised map's
+      cluster table (:func:`deeplsm.evaluate.cluster_table` with its defaults: clusters above
+      half the maximum, at least 100 mm³), unless ``clusters=False``.
 
     Parameters
     ----------
@@ -128,6 +133,10 @@ def save_group_maps(
         Keep the positive part; defaults to True for ``ig`` and ``gradshap``, False for occlusion.
     metadata : dict or None
         Extra entries for ``maps.json`` (parameters, subjects).
+    clusters : bool, default=True
+        Write a cluster table next to each normalised map.
+    atlas : deeplsm.evaluate.Atlas or None
+        Label the cluster tables with this atlas.
 
     Returns
     -------
@@ -148,6 +157,10 @@ def save_group_maps(
         p = out_dir / f"{method}_{output}.nii.gz"
         _save_img(p, normalise_map(arr, positive=keep_pos), affine)
         _save_img(out_dir / "sums" / f"{method}_{output}.nii.gz", arr, affine)
+        if clusters:
+            from deeplsm.evaluate import cluster_table, clusters_path, write_cluster_table
+
+            write_cluster_table(cluster_table(p, atlas=atlas), clusters_path(p))
         paths.setdefault(method, {})[output] = p
         entries.append({"method": method, "output": output, "file": p.name,
                         "sum_file": f"sums/{p.name}", "positive_part": keep_pos})

@@ -173,6 +173,7 @@ def explain_run(
     max_subjects: int | None = None,
     device: str | torch.device = "auto",
     verbose: bool = True,
+    atlas=None,
     **params,
 ) -> dict[str, dict[str, Path]]:
     """Group maps for every output of a trained run, saved under ``RUN/maps``.
@@ -198,6 +199,8 @@ def explain_run(
     device : {'auto', 'cpu', 'cuda', 'cuda:N', 'mps'} or torch.device, default='auto'
         Where the networks are loaded and explained (see :func:`deeplsm._device.resolve_device`);
         checked before anything is read.
+    atlas : deeplsm.evaluate.Atlas or None
+        Label the cluster tables written next to the maps.
     **params
         Passed to :func:`explain_cohort`.
 
@@ -253,4 +256,5 @@ def explain_run(
         "seconds": seconds,
     }
     return save_group_maps(sums, cohort.affine, Path(out_dir) if out_dir else run_dir / "maps",
-                           n_subjects=cohort.n_subjects, positive=positive, metadata=meta)
+                           n_subjects=cohort.n_subjects, positive=positive, metadata=meta,
+                           atlas=atlas)

@@ -20,6 +20,7 @@ import pandas as pd
 from deeplsm._html import Markup, img_src, render
 from deeplsm._utils import atomic_path
 from deeplsm.report import _figures as figs
+from deeplsm.report._clusters import clusters_html
 
 if TYPE_CHECKING:
     from deeplsm.study import Study
@@ -277,6 +278,7 @@ def write_report(study: Study, metrics: dict) -> Path:
         page["localization"] = {"note": PR_AUC_PARAGRAPH, "tables": tables, "maps": maps,
                                 "pr": _figure(figs.pr_figure(ev, outputs), "PR curves")}
 
+    page["clusters"] = Markup(clusters_html(_map_paths(study), outputs))
     page["timings"] = _table(["stage", "seconds"],
                              [[k, f"{v:.1f}"] for k, v in metrics.get("timings_s", {}).items()])
     page["config"] = json.dumps(study.config, indent=2)
@@ -339,7 +341,11 @@ classical/vlsm/, classical/svr/, classical/ridge/
                             full classical outputs: <score>_stat, _z, _p, _p_fwe, _thresholded,
                             mask.nii.gz, summary.json; for svr and ridge also predictions.csv
                             (subject, split, <score>_true, <score>_pred) and metrics.json (test
-                            split), fitted on the CNN's train + validation subjects
+                            split), fitted on the CNN's train + validation subjects;
+                            <score>_stat_clusters.tsv (and _z_) list the clusters of significant
+                            voxels
+maps/*/<map>_clusters.tsv   cluster table of each map (size, peak value and MNI mm, sub-peaks,
+                            centre of mass, atlas labels); <map>_clusters.json: how it was made
 
 Every NIfTI file is on the analysis grid in MNI space and opens in FSLeyes, MRIcroGL or nilearn.
 """

@@ -188,6 +188,15 @@ class ClassicalSettings(_Section):
             raise SettingError("", None, str(err)) from None
 
 
+class ReportSettings(_Section):
+    atlas: PathStr | None = None  # label image (MNI) naming the peaks and regions of the cluster tables
+    atlas_labels: PathStr | None = None  # its label table: TSV or CSV with columns index,name
+
+    def _check(self) -> None:
+        if (self.atlas is None) != (self.atlas_labels is None):
+            raise SettingError("atlas", self.atlas, "report.atlas and report.atlas_labels go together")
+
+
 class StudySettings(BaseModel):
     """Every section of a study; see each section's class for its settings."""
 
@@ -198,6 +207,7 @@ class StudySettings(BaseModel):
     models: ModelsSettings = Field(default_factory=ModelsSettings)
     explain: ExplainSettings = Field(default_factory=ExplainSettings)
     classical: ClassicalSettings = Field(default_factory=ClassicalSettings)
+    report: ReportSettings = Field(default_factory=ReportSettings)
 
 
 #: Every key a study understands, with its default (derived from :class:`StudySettings`).
@@ -232,7 +242,7 @@ def load_config(path: str | os.PathLike) -> dict:
     cfg = make_config(raw)
     # Relative paths in the file are relative to the file.
     for sec, key in (("cohort", "source"), ("scores", "source"), ("scores", "truth"),
-                     ("models", "weights")):
+                     ("models", "weights"), ("report", "atlas"), ("report", "atlas_labels")):
         v = cfg[sec][key]
         if isinstance(v, str) and v not in ("synthetic", "simulate") and not Path(v).is_absolute():
             cfg[sec][key] = str((p.parent / v).resolve())

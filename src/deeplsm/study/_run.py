@@ -10,7 +10,9 @@ Stages (each writes under ``DIR`` and records itself in ``DIR/stages/<stage>.jso
    ``DIR/maps/classical``); SVR and ridge also predict the CNN's test subjects
    (``predictions.csv``, ``metrics.json``)
 6. ``evaluate``    → ``DIR/evaluation.json`` (when the ROIs are known)
-7. ``report``      → ``DIR/metrics.json``, ``DIR/report.html``, ``DIR/README.txt``
+7. ``clusters``    → ``<map>_clusters.tsv`` next to every map in ``DIR/maps/`` (and, with an
+   atlas, the relabelled tables of ``DIR/classical/``)
+8. ``report``      → ``DIR/metrics.json``, ``DIR/report.html``, ``DIR/README.txt``
 
 A stage is skipped when its record holds the same key: a hash of its own settings and of the
 keys of the stages it reads, so changing a setting redoes that stage and everything downstream.
@@ -53,7 +55,7 @@ from deeplsm.study._config import (
 log = logging.getLogger("deeplsm")
 
 STAGES = ("cohort", "simulate", "train_multi", "train_single", "explain_multi", "explain_single",
-          "vlsm", "svr", "ridge", "evaluate", "report")
+          "vlsm", "svr", "ridge", "evaluate", "clusters", "report")
 #: What a study folder holds (its deeplsm marker owns these).
 STUDY_LAYOUT = ("config.json", "stages", "cohort", "simulation", "train", "maps", "classical",
                 "evaluation.json", "metrics.json", "report.html", "README.txt")
@@ -88,6 +90,7 @@ class Study:
         self.timings: dict[str, float] = {}
         self.skipped: list[str] = []
         self.ran: list[str] = []
+        self._atlas = None
 
     # --- stage bookkeeping ----------------------------------------------------------------
     def _record_path(self, name: str) -> Path:
@@ -221,6 +224,7 @@ class Study:
         check_output_dir(self.out, resume=True, what="study folder")
         for sec in ("models", "explain"):  # a missing GPU is an error before any work
             resolve_device(cfg[sec].get("device", "auto"), what=f"{sec}.device")
+        self._atlas = self.atlas()  # a bad atlas fails now, not after training
         self.out.mkdir(parents=True, exist_ok=True)
         write_marker(self.out, owns=STUDY_LAYOUT, command="study")
         clean_stale_temps(self.out, recursive=True)
@@ -252,6 +256,9 @@ class Study:
         else:  # no ground truth in this run: an earlier run's evaluation must not linger
             for stale in (self.out / "evaluation.json", self._record_path("evaluate")):
                 stale.unlink(missing_ok=True)
+        maps_keys = [self.keys[s] for s in STAGES
+                     if s in self.keys and (s.startswith("explain") or s in ("vlsm", "svr", "ridge"))]
+        self._stage("clusters", _key("clusters", maps_keys, cfg["report"]), self._clusters)
         # The report is cheap and always rewritten, so timings include every stage.
         t0 = time.perf_counter()
         metrics = self._report()
@@ -379,7 +386,7 @@ class Study:
 
         maps = self.out / "maps" / "classical"
         maps.mkdir(parents=True, exist_ok=True)
-        write_marker(maps, owns=("*.nii.gz",), command="study")
+        write_marker(maps, owns=("*.nii.gz", "*_clusters.tsv", "*_clusters.json"), command="study")
         for name, est in fitted.items():
             stat = np.asarray(est.statistic_img_.dataobj, dtype=np.float64)
             with atomic_path(maps / f"{method}_{name}.nii.gz") as tmp:
@@ -442,6 +449,30 @@ class Study:
         cfg = self.config
         return ({f"{mode}_{m}" for mode in cfg["models"]["modes"] for m in cfg["explain"]["methods"]}
                 | set(cfg["classical"]["methods"]))
+
+    def atlas(self):
+        """The :class:`deeplsm.evaluate.Atlas` of ``report.atlas`` / ``report.atlas_labels``, or None."""
+        r = self.config["report"]
+        if r["atlas"] is None:
+            return None
+        from deeplsm.evaluate import load_atlas
+
+        return load_atlas(r["atlas"], r["atlas_labels"])
+
+    def _clusters(self) -> None:
+        """A cluster table next to every map in ``maps/`` (descriptive defaults of
+        :func:`deeplsm.evaluate.cluster_table`); with an atlas, also relabel ``classical/``."""
+        from deeplsm.classical import write_cluster_tables
+        from deeplsm.evaluate import cluster_table, clusters_path, write_cluster_table
+
+        atlas = self._atlas
+        for folder, _ in self.map_folders():
+            for f in sorted(folder.glob("*.nii.gz")):
+                write_cluster_table(cluster_table(f, atlas=atlas), clusters_path(f))
+        if atlas is not None:
+            for method in self.config["classical"]["methods"]:
+                if (self.out / "classical" / method / "summary.json").is_file():
+                    write_cluster_tables(self.out / "classical" / method, atlas)
 
     def map_folders(self) -> list[tuple[Path, str]]:
         """Folders of normalised maps to score, with the method-name prefix they get."""
