@@ -97,7 +97,7 @@ def study_config(device: str, *, tiny: bool = False, epochs: int = 30, single_ep
                    "single_overrides": single, "device": device},
         "explain": {"methods": ["ig", "gradshap", "occlusion"], "subjects": "test",
                     "max_subjects": None, "nt_samples": None, "device": device, **explain},
-        "classical": {"methods": ["vlsm", "svr"], "subjects": "trainval", "svr_permutations": 0,
+        "classical": {"methods": ["vlsm", "svr", "ridge"], "subjects": "trainval", "svr_permutations": 0,
                       **classical},
     })
 

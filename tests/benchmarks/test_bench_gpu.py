@@ -13,7 +13,7 @@ import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_gpu.py"
 STAGES = ("cohort", "simulate", "train_multi", "explain_multi", "train_single", "explain_single",
-          "vlsm", "svr", "evaluate")
+          "vlsm", "svr", "ridge", "evaluate", "clusters")
 
 
 @pytest.fixture
@@ -44,9 +44,9 @@ def test_tiny_run_on_the_cpu(bench, tmp_path):
         assert rec["stages"][stage]["seconds"] == pytest.approx(own["seconds"], abs=0.01)
     assert rec["stages"]["report"]["seconds"] >= 0
     res = rec["results"]
-    assert set(res["prediction"]) == {"multi", "single"}
+    assert set(res["prediction"]) == {"multi", "single", "ridge", "svr"}
     assert {"multi_ig", "multi_gradshap", "multi_occlusion", "single_occlusion", "vlsm",
-            "svr"} <= set(res["localization"])
+            "svr", "ridge"} <= set(res["localization"])
     paper = rec["paper_preset"]
     assert paper["fit_seconds_one_epoch"] > 0 and paper["paper_epochs"] == 200
     assert paper["estimate_s_all_models"] == pytest.approx(paper["fit_seconds_one_epoch"] * 200 * 4,

@@ -39,7 +39,7 @@ def _rerun(mydata, out) -> Study:
 
 def test_intact_study_is_cached(mydata, study_dir):
     study = _rerun(mydata, study_dir)
-    assert study.ran == [] and set(study.skipped) == {"cohort", "simulate", "vlsm"}
+    assert study.ran == [] and set(study.skipped) == {"cohort", "simulate", "vlsm", "clusters"}
     rec = json.loads((study_dir / "stages" / "vlsm.json").read_text())
     assert "classical/vlsm/summary.json" in rec["outputs"]
     assert "maps/classical/vlsm_score_a.nii.gz" in rec["outputs"]

@@ -120,7 +120,7 @@ def test_every_map_has_a_cluster_table_shown_in_the_report(quick_demo):
     import pandas as pd
 
     maps = sorted((quick_demo / "maps").glob("*/*.nii.gz"))
-    assert len(maps) == 3 * 8  # {multi,single} x {ig,gradshap,occlusion} + {vlsm,svr}, 3 scores
+    assert len(maps) == 3 * 9  # {multi,single} x {ig,gradshap,occlusion} + {vlsm,svr,ridge}, 3 scores
     html = (quick_demo / "report.html").read_text()
     section = html[html.index("<h2>Clusters and peaks</h2>"):html.index("<h2>Timings</h2>")]
     for m in maps:
@@ -199,9 +199,9 @@ def test_config_validation(tmp_path, capsys):
     assert cfg["cohort"]["source"] == str((tmp_path / "lesions").resolve())
     with pytest.raises(DeepLSMError, match=r"report\.atlas and report\.atlas_labels go together"):
         make_config({"report": {"atlas": "atlas.nii.gz"}})
-    with pytest.raises(DeepLSMError, match=r"classical\.svr_volume_correction: volume_correction must"):
+    with pytest.raises(DeepLSMError, match=r"classical\.svr_volume_correction = 'sideways': must be one of"):
         make_config({"classical": {"svr_volume_correction": "sideways"}})
-    assert make_config({"classical": {"volume_correction": "Regress on Both"}})
+    assert make_config({"classical": {"volume_correction": "Regress on Both", "vlsm_test": "regression"}})
     good.write_text('[report]\natlas = "a/atlas.nii.gz"\natlas_labels = "a/labels.tsv"\n')
     assert load_config(good)["report"]["atlas"] == str((tmp_path / "a" / "atlas.nii.gz").resolve())
     assert cfg["models"]["preset"] == "fast"

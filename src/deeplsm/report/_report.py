@@ -278,7 +278,9 @@ def write_report(study: Study, metrics: dict) -> Path:
         page["localization"] = {"note": PR_AUC_PARAGRAPH, "tables": tables, "maps": maps,
                                 "pr": _figure(figs.pr_figure(ev, outputs), "PR curves")}
 
-    page["clusters"] = Markup(clusters_html(_map_paths(study), outputs))
+    this_run = study.map_methods()  # not maps an earlier configuration left on disk
+    page["clusters"] = Markup(clusters_html(
+        {m: p for m, p in _map_paths(study).items() if m in this_run}, outputs))
     page["timings"] = _table(["stage", "seconds"],
                              [[k, f"{v:.1f}"] for k, v in metrics.get("timings_s", {}).items()])
     page["config"] = json.dumps(study.config, indent=2)

@@ -19,11 +19,12 @@ Every bad value is one line naming the key, the value and the allowed range, e.g
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_serializer, model_validator
 
 from deeplsm._schema import (
     AnyFloat,
@@ -67,6 +68,15 @@ def svr_params(c: dict) -> dict:
     """``SVRLSM`` parameters from the ``classical`` section (seed aside)."""
     return {"C": c["C"], "gamma": c["gamma"], "volume_correction": c["svr_volume_correction"],
             "min_subjects": c["min_subjects"], "n_permutations": c["svr_permutations"]}
+
+
+def _volume_spelling(value: Any) -> Any:
+    """svrlsmgui's labels as typed ("Regress on Both"): case, spaces and hyphens are ignored."""
+    return re.sub(r"[\s-]+", "_", value.strip().lower()) if isinstance(value, str) else value
+
+
+#: A lesion-volume control, as LESYMAP or svrlsmgui name it (see ``deeplsm.classical``).
+VolumeCorrection = Annotated[Literal[VOLUME_CORRECTIONS], BeforeValidator(_volume_spelling)]
 
 
 class _Section(BaseModel):
@@ -163,8 +173,8 @@ class ClassicalSettings(_Section):
     methods: OneOrMore(Literal["vlsm", "svr", "ridge"]) = ["vlsm", "svr", "ridge"]
     subjects: Literal["trainval", "all"] = "trainval"  # the subjects the CNN learned from (fair)
     vlsm_test: Literal[VLSM_TESTS] = "t"
-    volume_correction: Literal[VOLUME_CORRECTIONS] = "none"  # VLSM and ridge
-    svr_volume_correction: Literal[VOLUME_CORRECTIONS] = "dtlvc"
+    volume_correction: VolumeCorrection = "none"  # VLSM and ridge
+    svr_volume_correction: VolumeCorrection = "dtlvc"
     min_subjects: MinSubjects = 10  # a count, or a fraction of the subjects
     permutations: NonNegativeInt = 1000
     svr_permutations: NonNegativeInt = 0
