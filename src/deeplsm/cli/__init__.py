@@ -20,6 +20,7 @@ from deeplsm.exceptions import DeepLSMError
 # Subcommand modules, in the order they appear in --help (the pipeline's order).
 COMMANDS = (
     "_synth", "_simulate", "_train", "_explain", "_evaluate", "_vlsm", "_svr", "_faces", "_study", "_demo",
+    "_benchmark",
 )
 
 

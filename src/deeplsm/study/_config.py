@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from deeplsm.exceptions import DeepLSMError
+from deeplsm.simulate._scenarios import SCENARIOS
 
 #: Every key a study understands, with its default. A TOML file overrides any subset.
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -22,6 +23,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "scores": {
         "source": "simulate",  # "simulate" or a CSV/TSV path
+        "scenario": "linear",  # linear, mixture, and, or, threshold, tract (deeplsm.simulate.SCENARIOS)
         "columns": None,  # CSV only: which score columns
         "truth": None,  # CSV only: a ROI label image (label k <-> k-th score) to score maps
         "n_rois": 3,
@@ -128,6 +130,9 @@ def _check(cfg: dict) -> None:
     bad = [m for m in cfg["classical"]["methods"] if m not in ("vlsm", "svr")]
     if bad:
         raise DeepLSMError(f"classical.methods: unknown method {bad[0]!r}; use vlsm, svr")
+    if cfg["scores"]["scenario"] not in SCENARIOS:
+        raise DeepLSMError(f"scores.scenario: unknown scenario {cfg['scores']['scenario']!r}; use one of "
+                           f"{', '.join(SCENARIOS)}")
     if cfg["classical"]["subjects"] not in ("trainval", "all"):
         raise DeepLSMError("classical.subjects must be 'trainval' or 'all'")
     if cfg["explain"]["subjects"] not in ("test", "all"):
