@@ -226,6 +226,12 @@ def test_and_pairs_are_damaged_together(cohort):
             hit = [i for i in range(80) if any(cohort.data[i][v] for v in _cube(a, 3))]
             for v in _cube(b, 3):
                 assert sum(int(cohort.data[i][v]) for i in hit) >= 6
+    # simulate(scenario="and") picks its pairs that way.
+    for seed in range(6):
+        sim = simulate(cohort, scenario="and", n_rois=2, roi_size=3, min_patients=8, random_state=seed)
+        for a, b in (sim.centres_vox[0:2], sim.centres_vox[2:4]):
+            hit = [i for i in range(80) if any(cohort.data[i][v] for v in _cube(a, 3))]
+            assert min(sum(int(cohort.data[i][v]) for i in hit) for v in _cube(b, 3)) >= 8
     with pytest.raises(DeepLSMError, match="ROI pairs fit"):
         select_roi_pairs(cohort.data, n_pairs=2, roi_size=3, min_patients=79, colesioned=True,
                          random_state=0)
