@@ -69,5 +69,5 @@ def test_without_the_mapping_label_k_is_the_truth(or_study):
 def test_scenario_is_checked_at_the_door():
     from deeplsm.exceptions import DeepLSMError
 
-    with pytest.raises(DeepLSMError, match="scores.scenario: unknown scenario 'xor'"):
+    with pytest.raises(DeepLSMError, match=r"scores\.scenario: unknown scenario 'xor'"):
         make_config({"scores": {"scenario": "xor"}})

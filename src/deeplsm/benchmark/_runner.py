@@ -22,8 +22,10 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,10 +67,13 @@ def launch_cell(spec_path: str, threads: int | None = None) -> dict:
         proc = subprocess.run([sys.executable, "-m", "deeplsm.benchmark._cell", str(spec_path)],
                               stdout=logf, stderr=subprocess.STDOUT, env=env, check=False)
     if record_path.exists():
-        return json.loads(record_path.read_text())
-    record = {"key": spec["key"], "cell": spec["cell"], "status": "failed",
-              "error": f"the cell process exited with code {proc.returncode}; see {cell_dir / 'log.txt'}",
-              "seconds": round(time.perf_counter() - t0, 2), "peak_rss_mb": None, "finished": None}
+        record = json.loads(record_path.read_text())
+    else:
+        record = {"key": spec["key"], "cell": spec["cell"], "status": "failed",
+                  "error": f"the cell process exited with code {proc.returncode}; see {cell_dir / 'log.txt'}",
+                  "seconds": round(time.perf_counter() - t0, 2), "peak_rss_mb": None, "finished": None}
+    # Where it ran: the machine, and the thread that launched it (a joblib or Dask worker's).
+    record["launched_by"] = {"host": socket.gethostname(), "thread": threading.current_thread().name}
     write_json(record_path, record)
     return record
 
