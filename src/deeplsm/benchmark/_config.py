@@ -55,8 +55,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "sources": {"synthetic": "synthetic", "lesymap": "default"},
     "pool": {
-        "voxel_size": 6.0,  # analysis grid of every source (MNI brain box); None keeps native
-        "grid": None,  # "paper", "mni", "native" or None
+        "voxel_size": 6.0,  # analysis grid of every source: the MNI brain box at this size (mm)
+        "grid": None,  # None/"mni" (voxel_size), "paper" (1.667 mm; voxel_size ignored), "native"
         "threshold": None,  # binarise probabilistic masks
         "synthetic_n": None,  # synthetic pool size (None: the largest n of the grid)
         "synthetic_seed": 0,
@@ -207,6 +207,14 @@ def _check(cfg: dict, base: Path, user_sources: dict) -> None:
         raise DeepLSMError("grid.sources: no lesion source is available")
     cfg["grid"]["sources"] = [s for s in sources if s in resolved]
     cfg["sources"] = resolved
+    pool = cfg["pool"]
+    if pool["grid"] not in (None, "paper", "mni", "native"):
+        raise DeepLSMError(f"pool.grid must be 'paper', 'mni' or 'native', got {pool['grid']!r}")
+    vs = pool["voxel_size"]
+    if vs is not None and (isinstance(vs, bool) or not isinstance(vs, int | float) or vs <= 0):
+        raise DeepLSMError(f"pool.voxel_size must be a positive number of mm, got {vs!r}")
+    if vs is None and pool["grid"] in (None, "mni") and "synthetic" in resolved.values():
+        raise DeepLSMError("the synthetic source needs pool.voxel_size or pool.grid = 'paper'")
     c = cfg["cells"]
     if not 0 <= float(c["min_patients_fraction"]) < 1:
         raise DeepLSMError("cells.min_patients_fraction must lie in [0, 1)")

@@ -40,7 +40,8 @@ def prepare_pool(cfg: dict, label: str, folder: Path, *, verbose: bool = True) -
     """
     spec, pool = cfg["sources"][label], cfg["pool"]
     n = pool_size(cfg, label)
-    key = _key(spec, pool["voxel_size"], pool["grid"], pool["threshold"],
+    voxel_size = None if pool["grid"] == "paper" else pool["voxel_size"]  # paper: 1.667 mm
+    key = _key(spec, voxel_size, pool["grid"], pool["threshold"],
                n, pool["synthetic_seed"] if spec == "synthetic" else None)
     path, rec = folder / f"{label}.lesions.npz", folder / f"{label}.json"
     if path.exists() and rec.exists():
@@ -51,10 +52,11 @@ def prepare_pool(cfg: dict, label: str, folder: Path, *, verbose: bool = True) -
     if spec == "synthetic":
         from deeplsm.synthetic import make_wmh_cohort
 
-        cohort = make_wmh_cohort(n, voxel_size=pool["voxel_size"], random_state=pool["synthetic_seed"],
+        # The synthetic generator works on the MNI brain box; voxel_size None is the paper's grid.
+        cohort = make_wmh_cohort(n, voxel_size=voxel_size, random_state=pool["synthetic_seed"],
                                  verbose=verbose)
     else:
-        cohort = load_lesions(spec, grid=pool["grid"], voxel_size=pool["voxel_size"],
+        cohort = load_lesions(spec, grid=pool["grid"], voxel_size=voxel_size,
                               threshold=pool["threshold"], verbose=verbose)
     folder.mkdir(parents=True, exist_ok=True)
     cohort.save(path)
