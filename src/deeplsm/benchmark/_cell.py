@@ -2,7 +2,8 @@
 
 ``python -m deeplsm.benchmark._cell CELL_DIR/spec.json`` writes ``CELL_DIR/cell.json``::
 
-    {"key", "cell", "status": "ok"|"failed", "error", "seconds", "peak_rss_mb", "finished"}
+    {"key", "cell", "status": "ok"|"failed", "error", "seconds", "cpu_seconds", "peak_rss_mb",
+     "finished"}
 
 A fresh process per cell makes ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` the peak resident
 memory of exactly this cell (Python, torch and the data included), and isolates a crash.
@@ -27,6 +28,16 @@ def peak_rss_mb() -> float:
     return round(kib * scale, 1)
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its waited-for children (less load-sensitive
+    than wall time on a shared machine)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        r = resource.getrusage(who)
+        total += r.ru_utime + r.ru_stime
+    return round(total, 1)
+
+
 def run_cell(spec: dict) -> dict:
     """Run the cell described by ``spec`` (written by the runner) and return its record."""
     from deeplsm.benchmark._sources import write_cell_subjects
@@ -43,7 +54,8 @@ def run_cell(spec: dict) -> dict:
         run_study(spec["study"], cell_dir / "study", verbose=False)
     except DeepLSMError as err:
         record.update(status="failed", error=str(err))
-    record.update(seconds=round(time.perf_counter() - t0, 2), peak_rss_mb=peak_rss_mb(),
+    record.update(seconds=round(time.perf_counter() - t0, 2), cpu_seconds=cpu_seconds(),
+                  peak_rss_mb=peak_rss_mb(),
                   finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
     write_json(cell_dir / "cell.json", record)
     return record

@@ -79,8 +79,7 @@ def quick_overrides() -> dict:
         "study": {
             "scores": {"n_rois": 2, "roi_size": 2},
             "models": {"overrides": {"max_epochs": 1, "batch_size": 16}, "single_overrides": {}},
-            "explain": {"methods": ["ig", "occlusion"], "max_subjects": 8, "n_steps": 4,
-                        "window": 2, "stride": 2},
+            "explain": {"methods": ["occlusion"], "max_subjects": 8, "window": 2, "stride": 2},
             "classical": {"methods": ["vlsm", "svr"], "permutations": 50, "svr_permutations": 0},
         },
     }
@@ -107,10 +106,11 @@ class Cell:
                 "noise": self.noise, "volume_weight": self.volume_weight}
 
 
-def _deep_merge(base: dict, override: dict) -> dict:
+def _merge_study(base: dict, override: dict) -> dict:
+    """Section by section, key by key; a value (a table such as ``models.overrides`` too) replaces."""
     out = copy.deepcopy(base)
-    for k, v in override.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    for sec, values in override.items():
+        out[sec] = {**out.get(sec, {}), **copy.deepcopy(values)} if isinstance(values, dict) else values
     return out
 
 
@@ -147,7 +147,7 @@ def make_bench_config(overrides: dict | None = None, *, base: Path | None = None
         if clash:
             where = "[pool]" if sec == "cohort" else "[grid]"
             raise DeepLSMError(f"study.{sec}.{clash[0]} is set per cell by the benchmark; use {where}")
-    cfg["study"] = _deep_merge(DEFAULT_STUDY, overrides.get("study") or {})
+    cfg["study"] = _merge_study(DEFAULT_STUDY, overrides.get("study") or {})
     _check(cfg, base or Path.cwd(), user_sources)
     return cfg
 

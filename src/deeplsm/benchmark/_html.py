@@ -61,15 +61,16 @@ def render_html(results: pd.DataFrame, records: list[dict], meta: dict) -> str:
             "header": header, "rows": rows,
         })
     cells = cells_table(records)
-    cells_rows = [[r.cell, r.status, "–" if pd.isna(r.seconds) else f"{r.seconds:.0f}",
-                   "–" if pd.isna(r.peak_rss_mb) else f"{r.peak_rss_mb:.0f}", r.error]
+    cells_rows = [[r.cell, r.status, *("–" if pd.isna(v) else f"{v:.0f}"
+                                       for v in (r.seconds, r.cpu_seconds, r.peak_rss_mb)), r.error]
                   for r in cells.itertuples()]
     cfg = meta["config"]
     return _environment().get_template("benchmark.html").render(
         n_ok=int((cells["status"] == "ok").sum()), n_failed=int((cells["status"] != "ok").sum()),
         n_cells=len(cells), too_few=meta.get("too_few_subjects", []), grid=cfg["grid"],
         seconds=meta.get("seconds"), headline=HEADLINE_ATTRIBUTION, conditions=conditions,
-        cells_header=["cell", "status", "seconds", "peak memory (MB)", "error"], cells_rows=cells_rows,
+        cells_header=["cell", "status", "seconds", "CPU seconds", "peak memory (MB)", "error"],
+        cells_rows=cells_rows,
         config=json.dumps(cfg, indent=2, default=str),
         versions=json.dumps(meta.get("versions", {}), indent=2),
     )

@@ -90,14 +90,14 @@ def collect_results(out: Path, records: list[dict]) -> pd.DataFrame:
 
 
 def cells_table(records: list[dict]) -> pd.DataFrame:
-    """One row per cell: its grid values, status, seconds, peak memory and error."""
+    """One row per cell: its grid values, status, wall and CPU seconds, peak memory and error."""
     from deeplsm.benchmark._config import Cell
 
     rows = [{**rec["cell"], "cell": Cell(**rec["cell"]).id, "status": rec["status"],
-             "seconds": rec.get("seconds"), "peak_rss_mb": rec.get("peak_rss_mb"),
-             "error": rec.get("error") or ""} for rec in records]
-    return pd.DataFrame(rows, columns=[*CELL_COLUMNS, "cell", "status", "seconds", "peak_rss_mb",
-                                       "error"])
+             "seconds": rec.get("seconds"), "cpu_seconds": rec.get("cpu_seconds"),
+             "peak_rss_mb": rec.get("peak_rss_mb"), "error": rec.get("error") or ""} for rec in records]
+    return pd.DataFrame(rows, columns=[*CELL_COLUMNS, "cell", "status", "seconds", "cpu_seconds",
+                                       "peak_rss_mb", "error"])
 
 
 def write_results(out: Path, results: pd.DataFrame, records: list[dict]) -> None:

@@ -64,8 +64,14 @@ def launch_cell(spec_path: str, threads: int | None = None) -> dict:
             env[var] = str(threads)
     t0 = time.perf_counter()
     with open(cell_dir / "log.txt", "w") as logf:
-        proc = subprocess.run([sys.executable, "-m", "deeplsm.benchmark._cell", str(spec_path)],
-                              stdout=logf, stderr=subprocess.STDOUT, env=env, check=False)
+        proc = subprocess.Popen([sys.executable, "-m", "deeplsm.benchmark._cell", str(spec_path)],
+                                stdout=logf, stderr=subprocess.STDOUT, env=env)
+        try:
+            proc.wait()
+        except BaseException:  # interrupted: stop the cell too; its study resumes on a rerun
+            proc.terminate()
+            proc.wait()
+            raise
     if record_path.exists():
         record = json.loads(record_path.read_text())
     else:
