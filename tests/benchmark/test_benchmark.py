@@ -105,6 +105,10 @@ def test_cells_table_and_page(bench):
     cells = pd.read_csv(out / "cells.csv")
     assert set(cells["cell"]) == CELLS and (cells["status"] == "ok").all()
     assert (cells["seconds"] > 0).all() and (cells["peak_rss_mb"] > 50).all()
+    assert (cells["cpu_seconds"] > 0).all()
+    # A finished cell keeps its models' weights, not the resume-only checkpoints.
+    assert list(out.glob("cells/*/study/train/*/**/best.ckpt"))
+    assert not list(out.glob("cells/*/study/train/**/last.ckpt"))
     html = (out / "benchmark.html").read_text()
     assert html.count('src="data:image/png;base64,') == 2
     for text in ("r² and PR-AUC against N", "Best method per scenario", "linear:", "or:", "cannot be judged"):

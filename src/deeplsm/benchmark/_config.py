@@ -32,14 +32,15 @@ LESYMAP_RELATIVE = Path("..") / "shared" / "data" / "lesymap-lesions"
 CELL_KEYS = {"cohort": None, "scores": ("source", "scenario", "noise", "volume_weight", "seed"),
              "models": ("seed",), "explain": ("seed",), "classical": ("seed",)}
 
-#: Measured on the 2-core development machine (README "deeplsm benchmark"); ridge joins
-#: ``classical.methods`` once the study accepts it (issue 13).
+#: The default (CPU) study of every cell, sized so the default grid fits about an hour on 2 cores
+#: (README "deeplsm benchmark"): 2 scores, 6 + 4 epochs, occlusion on every test subject.
+#: ``ridge`` joins ``classical.methods`` once the study accepts it (issue 13).
 DEFAULT_STUDY: dict[str, dict[str, Any]] = {
-    "scores": {"n_rois": 3, "roi_size": 2},  # 12 mm cubes on the 6 mm grid
+    "scores": {"n_rois": 2, "roi_size": 2},  # 12 mm cubes on the 6 mm grid
     "models": {"modes": ["multi", "single"], "preset": "fast",
-               "overrides": {"max_epochs": 8}, "single_overrides": {"max_epochs": 5}},
-    "explain": {"methods": ["ig", "occlusion"], "subjects": "test", "max_subjects": None,
-                "n_steps": 8, "window": 2, "stride": 2},
+               "overrides": {"max_epochs": 6}, "single_overrides": {"max_epochs": 4}},
+    "explain": {"methods": ["occlusion"], "subjects": "test", "max_subjects": None,
+                "window": 2, "stride": 2},
     "classical": {"methods": ["vlsm", "svr"], "subjects": "trainval", "permutations": 200,
                   "svr_permutations": 0},
 }
