@@ -213,3 +213,12 @@ def test_dask_missing_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_dask)
     with pytest.raises(DeepLSMError, match=r"needs dask.distributed: pip install 'deeplsm\[benchmark\]'"):
         _runner._dask_client("tcp://127.0.0.1:1")
+
+
+def test_unreachable_scheduler_fails_before_any_output(tmp_path, toy_source, monkeypatch):
+    pytest.importorskip("dask.distributed")
+    monkeypatch.setattr(_runner, "DASK_CONNECT_TIMEOUT", "2s")
+    cfg = toy_config(toy_source)
+    with pytest.raises(DeepLSMError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9"):
+        run_benchmark(cfg, tmp_path / "out", dask_scheduler="tcp://127.0.0.1:9", verbose=False)
+    assert not (tmp_path / "out").exists()

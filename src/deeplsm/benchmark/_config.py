@@ -140,8 +140,7 @@ def make_bench_config(overrides: dict | None = None, *, base: Path | None = None
         if bad:
             raise DeepLSMError(f"unknown setting {sec}.{bad[0]}; known: {', '.join(DEFAULTS[sec])}")
         cfg[sec] = {**copy.deepcopy(DEFAULTS[sec]), **sec_over}
-    user_sources = overrides.get("sources") or {}
-    cfg["sources"] = {**DEFAULTS["sources"], **user_sources}
+    cfg["sources"] = {**DEFAULTS["sources"], **(overrides.get("sources") or {})}
     for sec, keys in CELL_KEYS.items():
         given = (overrides.get("study") or {}).get(sec) or {}
         clash = sorted(given) if keys is None else sorted(set(given) & set(keys))
@@ -149,7 +148,7 @@ def make_bench_config(overrides: dict | None = None, *, base: Path | None = None
             where = "[pool]" if sec == "cohort" else "[grid]"
             raise DeepLSMError(f"study.{sec}.{clash[0]} is set per cell by the benchmark; use {where}")
     cfg["study"] = _merge_study(DEFAULT_STUDY, overrides.get("study") or {})
-    _check(cfg, base or Path.cwd(), user_sources)
+    _check(cfg, base or Path.cwd())
     return cfg
 
 
@@ -164,7 +163,7 @@ def _as_list(cfg: dict, key: str) -> list:
     return v
 
 
-def _check(cfg: dict, base: Path, user_sources: dict) -> None:
+def _check(cfg: dict, base: Path) -> None:
     for s in _as_list(cfg, "scenarios"):
         if s not in SCENARIOS:
             raise DeepLSMError(f"grid.scenarios: unknown scenario {s!r}; use {', '.join(SCENARIOS)}")
@@ -193,7 +192,7 @@ def _check(cfg: dict, base: Path, user_sources: dict) -> None:
         if spec == "synthetic":
             resolved[label] = spec
             continue
-        if spec == "default" and label not in user_sources:
+        if spec == "default":
             p = default_lesymap()
             if p is None:
                 log.warning("benchmark: %s not found; the %r source is left out", LESYMAP_RELATIVE, label)

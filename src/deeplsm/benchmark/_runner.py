@@ -32,11 +32,14 @@ from pathlib import Path
 
 from deeplsm._docs import fill_doc
 from deeplsm._utils import package_versions, progress_disabled, write_json
-from deeplsm.benchmark._config import cells, study_config
+from deeplsm.benchmark._config import Cell, cells, study_config
 from deeplsm.benchmark._sources import prepare_pool
 from deeplsm.exceptions import DeepLSMError
 
 log = logging.getLogger("deeplsm")
+
+#: How long to wait for the Dask scheduler before giving up.
+DASK_CONNECT_TIMEOUT = "20s"
 
 
 def _key(*parts: object) -> str:
@@ -91,26 +94,21 @@ def _dask_client(address: str):
         raise DeepLSMError("--dask-scheduler needs dask.distributed: pip install 'deeplsm[benchmark]'"
                            ) from None
     try:
-        return Client(address, timeout="20s")
+        return Client(address, timeout=DASK_CONNECT_TIMEOUT)
     except (OSError, TimeoutError, ValueError) as err:
         raise DeepLSMError(f"cannot reach the Dask scheduler at {address} ({err})") from None
 
 
-def _execute(tasks: list[tuple[str, int | None]], jobs: int, dask_scheduler: str | None
-             ) -> Iterator[dict]:
-    """Yield each cell's record as it finishes."""
+def _execute(tasks: list[tuple[str, int | None]], jobs: int, client=None) -> Iterator[dict]:
+    """Yield each cell's record as it finishes (on the Dask ``client``'s cluster when given)."""
     if not tasks:
         return
-    if dask_scheduler:
+    if client is not None:
         from dask.distributed import as_completed
 
-        client = _dask_client(dask_scheduler)
-        try:
-            futures = [client.submit(launch_cell, path, threads, pure=False) for path, threads in tasks]
-            for fut in as_completed(futures):
-                yield fut.result()
-        finally:
-            client.close()
+        futures = [client.submit(launch_cell, path, threads, pure=False) for path, threads in tasks]
+        for fut in as_completed(futures):
+            yield fut.result()
     elif jobs == 1:
         for path, threads in tasks:
             yield launch_cell(path, threads)
@@ -120,6 +118,39 @@ def _execute(tasks: list[tuple[str, int | None]], jobs: int, dask_scheduler: str
         # Each task only waits on its own process, so threads are enough to run them side by side.
         yield from Parallel(n_jobs=jobs, prefer="threads", return_as="generator_unordered")(
             delayed(launch_cell)(path, threads) for path, threads in tasks)
+
+
+def _plan(config: dict, grid: list[Cell], out: Path, pools: dict, threads: int | None
+          ) -> tuple[list[tuple[str, int | None]], dict[str, dict], dict[str, list]]:
+    """Split the grid into cells to run (their ``spec.json`` written), finished cells (cached) and
+    cells left out (more subjects than their source has)."""
+    summary: dict[str, list] = {"ran": [], "skipped": [], "failed": [], "too_few_subjects": []}
+    tasks: list[tuple[str, int | None]] = []
+    finished: dict[str, dict] = {}
+    for cell in grid:
+        pool_path, pool_key, n_pool = pools[cell.source]
+        if cell.n > n_pool:
+            summary["too_few_subjects"].append(cell.id)
+            log.warning("benchmark: cell %s left out: source %s has only %d subjects",
+                        cell.id, cell.source, n_pool)
+            continue
+        cell_dir = out / "cells" / cell.id
+        subjects = cell_dir / f"subjects-{_key(pool_key, cell.n, cell.seed)[:8]}.lesions.npz"
+        study = study_config(config, cell, subjects, threads)
+        key = _cell_key(cell.to_dict(), pool_key, study)
+        rec_path = cell_dir / "cell.json"
+        if rec_path.exists():
+            rec = json.loads(rec_path.read_text())
+            if rec.get("key") == key and rec.get("status") == "ok":
+                summary["skipped"].append(cell.id)
+                finished[cell.id] = rec
+                continue
+        cell_dir.mkdir(parents=True, exist_ok=True)
+        spec = {"key": key, "cell": cell.to_dict(), "dir": str(cell_dir), "pool": str(pool_path),
+                "study": study}
+        write_json(cell_dir / "spec.json", spec)
+        tasks.append((str(cell_dir / "spec.json"), threads))
+    return tasks, finished, summary
 
 
 @fill_doc
@@ -147,15 +178,24 @@ def run_benchmark(config: dict, out: str | os.PathLike, *, jobs: int = 1,
         ``ran``, ``skipped``, ``failed`` and ``too_few_subjects`` (cell ids), ``results`` (the
         tidy results as a DataFrame), and ``seconds``.
     """
+    if not isinstance(jobs, int) or jobs < 1:
+        raise DeepLSMError(f"jobs must be a positive integer, got {jobs!r}")
+    t0 = time.perf_counter()
+    client = _dask_client(dask_scheduler) if dask_scheduler else None  # before any output
+    try:
+        return _run(config, Path(out).resolve(), jobs, dask_scheduler, client, verbose, t0)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _run(config: dict, out: Path, jobs: int, dask_scheduler: str | None, client, verbose: bool,
+         t0: float) -> dict:
     from tqdm.auto import tqdm
 
     from deeplsm.benchmark._html import write_benchmark_html
     from deeplsm.benchmark._results import collect_results, write_results
 
-    if not isinstance(jobs, int) or jobs < 1:
-        raise DeepLSMError(f"jobs must be a positive integer, got {jobs!r}")
-    t0 = time.perf_counter()
-    out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "bench_config.json", config)
     pools = {label: prepare_pool(config, label, out / "sources", verbose=verbose)
@@ -163,38 +203,13 @@ def run_benchmark(config: dict, out: str | os.PathLike, *, jobs: int = 1,
     threads = config["cells"]["threads"]
     if threads is None and not dask_scheduler:
         threads = max(1, (os.cpu_count() or 1) // jobs)
-    summary: dict[str, list] = {"ran": [], "skipped": [], "failed": [], "too_few_subjects": []}
-    tasks: list[tuple[str, int | None]] = []
-    finished: dict[str, dict] = {}
     grid = cells(config)
-    for cell in grid:
-        pool_path, pool_key, n_pool = pools[cell.source]
-        if cell.n > n_pool:
-            summary["too_few_subjects"].append(cell.id)
-            log.warning("benchmark: cell %s left out: source %s has only %d subjects",
-                        cell.id, cell.source, n_pool)
-            continue
-        cell_dir = out / "cells" / cell.id
-        subjects = cell_dir / f"subjects-{_key(pool_key, cell.n, cell.seed)[:8]}.lesions.npz"
-        study = study_config(config, cell, subjects, threads)
-        key = _cell_key(cell.to_dict(), pool_key, study)
-        rec_path = cell_dir / "cell.json"
-        if rec_path.exists():
-            rec = json.loads(rec_path.read_text())
-            if rec.get("key") == key and rec.get("status") == "ok":
-                summary["skipped"].append(cell.id)
-                finished[cell.id] = rec
-                continue
-        cell_dir.mkdir(parents=True, exist_ok=True)
-        spec = {"key": key, "cell": cell.to_dict(), "dir": str(cell_dir), "pool": str(pool_path),
-                "study": study}
-        write_json(cell_dir / "spec.json", spec)
-        tasks.append((str(cell_dir / "spec.json"), threads))
+    tasks, finished, summary = _plan(config, grid, out, pools, threads)
     n_cells = len(grid) - len(summary["too_few_subjects"])
     log.info("benchmark: %d cells, %d cached, %d to run", n_cells, len(summary["skipped"]), len(tasks))
     with tqdm(total=n_cells, initial=len(summary["skipped"]), desc="benchmark cells", unit="cell",
               disable=progress_disabled(verbose)) as bar:
-        for rec in _execute(tasks, jobs, dask_scheduler):
+        for rec in _execute(tasks, jobs, client):
             cid = _cell_id(rec["cell"])
             finished[cid] = rec
             summary["failed" if rec["status"] != "ok" else "ran"].append(cid)
@@ -221,6 +236,4 @@ def run_benchmark(config: dict, out: str | os.PathLike, *, jobs: int = 1,
 
 
 def _cell_id(cell: dict) -> str:
-    from deeplsm.benchmark._config import Cell
-
     return Cell(**cell).id
