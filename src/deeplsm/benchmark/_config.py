@@ -80,7 +80,7 @@ def quick_overrides() -> dict:
         "study": {
             "scores": {"n_rois": 2, "roi_size": 2},
             "models": {"overrides": {"max_epochs": 1, "batch_size": 16}, "single_overrides": {}},
-            "explain": {"methods": ["occlusion"], "max_subjects": 8, "window": 2, "stride": 2},
+            "explain": {"methods": ["occlusion"], "max_subjects": 4, "window": 3, "stride": 3},
             "classical": {"methods": ["vlsm", "svr"], "permutations": 50, "svr_permutations": 0},
         },
     }

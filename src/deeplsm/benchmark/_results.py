@@ -23,11 +23,13 @@ from pathlib import Path
 import pandas as pd
 
 from deeplsm._utils import atomic_path
+from deeplsm.simulate._scenarios import SCENARIOS
 
 #: The CNN attribution the summary and the plots use: lesion-aware occlusion localised best of
 #: the three in the demo (README "Measured performance") and the paper.
 HEADLINE_ATTRIBUTION = "occlusion"
 CNN_MODES = ("multi", "single")
+METHOD_ORDER = ("multi", "single", "ridge", "svr", "vlsm")
 #: metrics.json prediction key -> results.csv metric.
 PREDICTION_METRICS = {"r2_pearson": "r2", "r2": "R2", "mse": "mse"}
 LOCALIZATION_METRICS = ("pr_auc", "average_precision", "prevalence", "cdc", "dice_best",
@@ -119,4 +121,9 @@ def headline_means(results: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=[*cond, "mean", "lo", "hi", "seeds"])
     per_seed = h.groupby([*cond, "seed"], as_index=False)["value"].mean()
     g = per_seed.groupby(cond)["value"]
-    return pd.DataFrame({"mean": g.mean(), "lo": g.min(), "hi": g.max(), "seeds": g.size()}).reset_index()
+    out = pd.DataFrame({"mean": g.mean(), "lo": g.min(), "hi": g.max(), "seeds": g.size()}).reset_index()
+    # The scenarios and methods in their documented order, not alphabetically.
+    rank = {**{s: i for i, s in enumerate(SCENARIOS)}, **{m: i for i, m in enumerate(METHOD_ORDER)}}
+    keys = ["source", "noise", "volume_weight", "scenario", "n", "method", "metric"]
+    return out.sort_values(keys, key=lambda c: c.map(lambda v: rank.get(v, 99)) if c.name in
+                           ("scenario", "method") else c, kind="stable").reset_index(drop=True)
