@@ -27,7 +27,7 @@ from deeplsm.exceptions import DeepLSMError
 # Subcommand modules, in the order they appear in --help (the pipeline's order).
 COMMANDS = (
     "_synth", "_simulate", "_train", "_explain", "_evaluate", "_vlsm", "_svr", "_ridge", "_faces", "_study",
-    "_demo",
+    "_demo", "_benchmark",
 )
 
 

@@ -16,6 +16,18 @@ from deeplsm._schema import AnyFloat, NonNegativeFloat, PositiveFloat, PositiveI
 from deeplsm._utils import check_random_state
 from deeplsm.cohort import LesionCohort
 from deeplsm.exceptions import DeepLSMError
+from deeplsm.simulate._scenarios import (
+    PAIR_SCENARIOS,
+    THRESHOLD_AT,
+    THRESHOLD_STEEPNESS,
+    check_scenario,
+    critical_mass,
+    cut_share,
+    mixture_weights,
+    pair_rule,
+    select_roi_pairs,
+    tract_fibres,
+)
 
 
 def roi_side_voxels(shape: tuple[int, ...], voxel_size, *, roi_size: int | None = 8,
@@ -199,26 +211,55 @@ def simulate_scores(
 
 @dataclass
 class Simulation:
-    """A simulated LSM problem: ROIs on the cohort grid and one score per ROI mix."""
+    """A simulated LSM problem: ground-truth labels on the cohort grid and one score per column.
+
+    ``truth`` maps each score name to the labels of ``labels`` that drive it (its ground truth is
+    their union); ``tracts`` holds the fibre images of the ``tract`` scenario (see
+    :func:`deeplsm.simulate.tract_fibres`). ``centres_vox``/``centres_mm`` hold one centre per
+    label (a cube's centre, or a tube's midpoint).
+    """
 
     centres_vox: list[tuple[int, int, int]]
     centres_mm: list[list[float]]
     labels: np.ndarray  # int16 (X, Y, Z)
-    fractions: np.ndarray  # (n_subjects, n_rois)
+    fractions: np.ndarray  # (n_subjects, n_labels)
     scores: np.ndarray  # (n_subjects, n_scores)
     score_names: list[str]
     params: dict = field(default_factory=dict)
+    truth: dict[str, list[int]] = field(default_factory=dict)
+    tracts: list[np.ndarray] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"centres_vox": [list(c) for c in self.centres_vox],
                 "centres_mm": self.centres_mm, "score_names": self.score_names,
-                "params": self.params}
+                "truth_labels": self.truth, "params": self.params}
+
+
+def _tracts(cohort: LesionCohort, ends: list, radius: float
+            ) -> tuple[np.ndarray, list[np.ndarray], list[dict]]:
+    """Tube k between ends 2k and 2k+1: label image (tube k = k), fibre images, descriptions."""
+    occurs = cohort.frequency_map() > 0
+    labels = np.zeros(cohort.shape, dtype=np.int16)
+    tracts, info = [], []
+    for k in range(len(ends) // 2):
+        a, b = ends[2 * k], ends[2 * k + 1]
+        # Only where lesions occur; a voxel already in an earlier tube stays there.
+        fib = tract_fibres(cohort.shape, cohort.affine, a, b, radius, where=occurs & (labels == 0))
+        labels[fib > 0] = k + 1
+        tracts.append(fib)
+        a_mm, b_mm = (cohort.affine[:3, :3] @ np.asarray(c, float) + cohort.affine[:3, 3] for c in (a, b))
+        info.append({"start_vox": list(a), "end_vox": list(b),
+                     "start_mm": [round(float(v), 3) for v in a_mm],
+                     "end_mm": [round(float(v), 3) for v in b_mm], "n_voxels": int((fib > 0).sum()),
+                     "n_fibres": int(fib.max())})
+    return labels, tracts, info
 
 
 @fill_doc
 def simulate(
     cohort: LesionCohort,
     *,
+    scenario: str = "linear",
     n_rois: int = 3,
     roi_size: int | None = 8,
     roi_size_mm: float | None = None,
@@ -227,48 +268,103 @@ def simulate(
     noise: float = 0.0,
     volume_weight: float = 0.0,
     clip: bool = True,
+    threshold_at: float = THRESHOLD_AT,
+    threshold_steepness: float = THRESHOLD_STEEPNESS,
+    tract_radius_mm: float | None = None,
     random_state: int | None = None,
 ) -> Simulation:
-    """Select ROIs on ``cohort`` and simulate scores (ROI selection, then Algorithm 1).
+    """Select ground-truth regions on ``cohort`` and simulate one score per region (or pair).
+
+    ``linear`` is the paper (ROI selection, then Algorithm 1); the other scenarios are described
+    in :mod:`deeplsm.simulate._scenarios`. Every scenario gives ``n_rois`` scores: ``linear``,
+    ``mixture`` and ``threshold`` select ``n_rois`` cubes; ``and``, ``or`` and ``tract`` select
+    ``n_rois`` pairs of cubes (for ``tract`` the cubes are only the tubes' ends, and the label
+    image holds the tubes).
 
     Parameters
     ----------
     %(lesions)s
+    scenario : {"linear", "mixture", "and", "or", "threshold", "tract"}, default="linear"
     n_rois, min_patients : int
         See :func:`select_roi_centres`.
     roi_size : int or None, default=8
         Cube side in voxels (ignored when ``roi_size_mm`` is given).
     roi_size_mm : float or None, default=None
         Cube side in mm, rounded to whole voxels of the cohort grid.
-    weights, noise, volume_weight, clip
-        See :func:`simulate_scores`.
+    weights : ndarray of shape (n_scores, n_rois) or None, default=None
+        ``linear`` and ``mixture`` only: each score mixes ROIs (see :func:`simulate_scores`).
+        ``mixture`` draws seeded weights when none are given (:func:`mixture_weights`).
+    noise, volume_weight, clip
+        See :func:`simulate_scores`; applied to every scenario's noise-free score.
+    threshold_at, threshold_steepness : float
+        ``threshold`` only: see :func:`critical_mass`.
+    tract_radius_mm : float or None, default=None
+        ``tract`` only: tube radius; default half the cube side in mm.
     random_state : int or None, default=None
-        Seed for the ROI centres and the noise.
+        Seed for the regions, the mixture weights and the noise.
 
     Returns
     -------
     Simulation
     """
-    roi_size = roi_side_voxels(cohort.shape, cohort.voxel_size, roi_size=roi_size,
-                               roi_size_mm=roi_size_mm)
+    check_scenario(scenario)
+    size = roi_side_voxels(cohort.shape, cohort.voxel_size, roi_size=roi_size,
+                           roi_size_mm=roi_size_mm)
     n_rois = check_param("n_rois", n_rois, PositiveInt)
     noise = check_param("noise", noise, NonNegativeFloat)
     volume_weight = check_param("volume_weight", volume_weight, AnyFloat)
+    if weights is not None and scenario not in ("linear", "mixture"):
+        raise DeepLSMError(f"weights apply to the linear and mixture scenarios, not {scenario!r}")
     rng = np.random.default_rng(random_state)
-    centres = select_roi_centres(cohort.frequency_map(), n_rois=n_rois, roi_size=int(roi_size),
-                                 min_patients=min_patients, random_state=rng)
-    labels = roi_label_image(cohort.shape, centres, int(roi_size))
-    fractions = overlap_fractions(cohort.data, labels, n_rois)
-    scores = simulate_scores(fractions, weights=weights, noise=noise,
-                             volumes=cohort.lesion_volumes_ml(), volume_weight=volume_weight,
-                             clip=clip, random_state=rng)
+    params: dict = {"scenario": scenario}
+    tracts: list[np.ndarray] = []
+    if scenario in PAIR_SCENARIOS:
+        # 'and' needs subjects who damage both ROIs; a tract is at least 3 cube sides long.
+        centres = select_roi_pairs(cohort.data, n_pairs=n_rois, roi_size=size,
+                                   min_patients=min_patients, colesioned=scenario == "and",
+                                   min_distance=3 * size if scenario == "tract" else 0.0,
+                                   random_state=rng)
+    else:
+        centres = select_roi_centres(cohort.frequency_map(), n_rois=n_rois, roi_size=size,
+                                     min_patients=min_patients, random_state=rng)
     # The geometric centre of a cube of even side lies half a voxel below the index centre.
-    geo = [np.asarray(c, float) - 0.5 * (1 - int(roi_size) % 2) for c in centres]
+    geo = [np.asarray(c, float) - 0.5 * (1 - size % 2) for c in centres]
     centres_mm = [[round(float(v), 3) for v in cohort.affine[:3, :3] @ g + cohort.affine[:3, 3]]
                   for g in geo]
+    if scenario == "tract":
+        radius = float(tract_radius_mm) if tract_radius_mm is not None else (
+            size * float(np.mean(cohort.voxel_size)) / 2)
+        labels, tracts, info = _tracts(cohort, centres, radius)
+        fractions = overlap_fractions(cohort.data, labels, n_rois)
+        clean = np.stack([cut_share(cohort.data, fib) for fib in tracts], axis=1)
+        truth = [[k + 1] for k in range(n_rois)]
+        params.update({"tract_radius_mm": radius, "tracts": info})
+        # One centre per label: the tube's midpoint.
+        centres = [tuple(round((p + q) / 2) for p, q in zip(t["start_vox"], t["end_vox"])) for t in info]
+        centres_mm = [[round((p + q) / 2, 3) for p, q in zip(t["start_mm"], t["end_mm"])] for t in info]
+    else:
+        labels = roi_label_image(cohort.shape, centres, size)
+        fractions = overlap_fractions(cohort.data, labels, len(centres))
+        if scenario in ("linear", "mixture"):
+            if scenario == "mixture" and weights is None:
+                weights = mixture_weights(n_rois, random_state=rng)
+            clean = fractions  # simulate_scores applies the weights
+            w = np.eye(n_rois) if weights is None else np.asarray(weights, dtype=np.float64)
+            truth = [[j + 1 for j in np.flatnonzero(row)] for row in np.atleast_2d(w)]
+        elif scenario == "threshold":
+            clean = critical_mass(fractions, at=threshold_at, steepness=threshold_steepness)
+            truth = [[k + 1] for k in range(n_rois)]
+            params.update({"threshold_at": threshold_at, "threshold_steepness": threshold_steepness})
+        else:  # and / or
+            clean = pair_rule(fractions, scenario)
+            truth = [[2 * k + 1, 2 * k + 2] for k in range(n_rois)]
+    scores = simulate_scores(clean, weights=weights if scenario in ("linear", "mixture") else None,
+                             noise=noise, volumes=cohort.lesion_volumes_ml(),
+                             volume_weight=volume_weight, clip=clip, random_state=rng)
     names = [f"score_{k + 1}" for k in range(scores.shape[1])]
-    params = {"n_rois": n_rois, "roi_size": int(roi_size), "roi_size_mm": roi_size_mm,
+    params = {"n_rois": n_rois, "roi_size": size, "roi_size_mm": roi_size_mm,
               "min_patients": min_patients, "weights": None if weights is None else
               np.asarray(weights).tolist(), "noise": noise, "volume_weight": volume_weight,
-              "clip": clip, "seed": random_state}
-    return Simulation(centres, centres_mm, labels, fractions, scores, names, params)
+              "clip": clip, "seed": random_state, **params}
+    return Simulation(centres, centres_mm, labels, fractions, scores, names, params,
+                      truth={n: [int(v) for v in t] for n, t in zip(names, truth)}, tracts=tracts)

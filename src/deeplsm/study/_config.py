@@ -48,6 +48,7 @@ from deeplsm.classical._common import VOLUME_CORRECTIONS
 from deeplsm.classical.vlsm import TESTS as VLSM_TESTS
 from deeplsm.cohort import Grid
 from deeplsm.exceptions import DeepLSMError
+from deeplsm.simulate._scenarios import SCENARIOS
 from deeplsm.train._presets import PRESETS, HyperparameterOverrides
 
 
@@ -118,6 +119,7 @@ class CohortSettings(_Section):
 
 class ScoresSettings(_Section):
     source: PathStr = "simulate"  # "simulate" or a CSV/TSV path
+    scenario: Literal[SCENARIOS] = "linear"  # linear, mixture, and, or, threshold, tract
     columns: OneOrMore(NonEmptyStr) | None = None  # CSV only: which score columns
     truth: PathStr | None = None  # CSV only: a ROI label image (label k <-> k-th score) to score maps
     n_rois: PositiveInt = 3

@@ -62,6 +62,9 @@ STUDY_LAYOUT = ("config.json", "stages", "cohort", "simulation", "train", "maps"
 RECORD_FORMAT = 2
 #: Files up to this size are vouched for by content hash, larger ones by size and mtime.
 HASH_LIMIT = 64 * 2**20
+#: Files a record does not vouch for: only needed to resume an interrupted stage (the benchmark
+#: deletes them from finished cells to save disk).
+RESUME_ONLY = ("last.ckpt",)
 
 
 def _key(*parts: object) -> str:
@@ -149,6 +152,8 @@ class Study:
         files: dict[str, dict] = {}
         for pattern in outputs:
             for f in self._expand(pattern):
+                if f.name in RESUME_ONLY:
+                    continue
                 st = f.stat()
                 entry: dict = {"size": st.st_size}
                 if st.st_size <= HASH_LIMIT:
@@ -292,7 +297,7 @@ class Study:
         with atomic_path(self.sim_dir) as tmp:
             tmp.mkdir()
             if s["source"] == "simulate":
-                sim = simulate(cohort, n_rois=s["n_rois"], roi_size=s["roi_size"],
+                sim = simulate(cohort, scenario=s["scenario"], n_rois=s["n_rois"], roi_size=s["roi_size"],
                                roi_size_mm=s["roi_size_mm"], min_patients=s["min_patients"],
                                weights=None if s["weights"] is None else np.asarray(s["weights"]),
                                noise=s["noise"], volume_weight=s["volume_weight"],
@@ -432,8 +437,9 @@ class Study:
         results: dict[str, dict] = {}
         wanted = self.map_methods()
         res: dict = {}
+        truth, labels = self.truth_per_score()
         for folder, prefix in self.map_folders():
-            res = evaluate_maps(folder, self.truth_path)
+            res = evaluate_maps(folder, truth, labels=labels)
             for method, per_output in res["results"].items():
                 if f"{prefix}{method}" in wanted:  # not maps an earlier config left behind
                     results[f"{prefix}{method}"] = per_output
@@ -473,6 +479,24 @@ class Study:
             for method in self.config["classical"]["methods"]:
                 if (self.out / "classical" / method / "summary.json").is_file():
                     write_cluster_tables(self.out / "classical" / method, atlas)
+
+    def truth_per_score(self):
+        """The truth image and score -> label mapping that :func:`evaluate_maps` needs.
+
+        When ``simulation.json`` records ``truth_labels`` (score -> the labels that drive it),
+        each score's truth is the union of its labels, given as one volume per score of a 4D
+        stack; otherwise the label image itself, with the map name's trailing number as label.
+        """
+        sim_json = self.sim_dir / "simulation.json"
+        mapping = json.loads(sim_json.read_text()).get("truth_labels") if sim_json.exists() else None
+        if not mapping:
+            return self.truth_path, None
+        import nibabel as nib
+
+        img = nib.load(self.truth_path)
+        lab = np.asarray(img.dataobj)
+        stack = np.stack([np.isin(lab, ks) for ks in mapping.values()], axis=-1).astype(np.uint8)
+        return nib.Nifti1Image(stack, img.affine), {name: j + 1 for j, name in enumerate(mapping)}
 
     def map_folders(self) -> list[tuple[Path, str]]:
         """Folders of normalised maps to score, with the method-name prefix they get."""
