@@ -130,8 +130,8 @@ def _check(cfg: dict) -> None:
         raise DeepLSMError(f"classical.methods: unknown method {bad[0]!r}; use vlsm, svr")
     if cfg["classical"]["subjects"] not in ("trainval", "all"):
         raise DeepLSMError("classical.subjects must be 'trainval' or 'all'")
-    if cfg["explain"]["subjects"] not in ("test", "all"):
-        raise DeepLSMError("explain.subjects must be 'test' or 'all'")
+    if cfg["explain"]["subjects"] not in ("test", "trainval", "all"):
+        raise DeepLSMError("explain.subjects must be 'test', 'trainval' or 'all'")
     if cfg["cohort"]["source"] == "synthetic" and int(cfg["cohort"]["n_subjects"]) < 10:
         raise DeepLSMError("cohort.n_subjects must be at least 10")
 

@@ -6,6 +6,17 @@ import copy
 
 from deeplsm.exceptions import DeepLSMError
 
+#: The network's head, shared by every preset unless the preset sets it (see
+#: :func:`deeplsm.models.build_net`): the paper's MLP on pooled features with sigmoid outputs.
+ARCHITECTURE: dict = {
+    "head": "mlp",
+    "head_stage": 4,
+    "output01": "sigmoid",
+    "readout_l1": 0.0,
+    "no_max_pool": False,
+    "subtract_empty": False,
+}
+
 #: Hyperparameters of each preset. Every key can be overridden (``train_run(..., overrides=)``).
 PRESETS: dict[str, dict] = {
     # Section 2.2.2 of the paper: Adam, lr 1e-5 for 100 epochs then 1e-6, batch 4, MSE
@@ -52,7 +63,7 @@ def get_preset(name: str, overrides: dict | None = None) -> dict:
     """The hyperparameters of preset ``name`` with ``overrides`` applied."""
     if name not in PRESETS:
         raise DeepLSMError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
-    hp = copy.deepcopy(PRESETS[name])
+    hp = copy.deepcopy({**ARCHITECTURE, **PRESETS[name]})
     for k, v in (overrides or {}).items():
         if k not in hp:
             raise DeepLSMError(f"unknown hyperparameter {k!r}; known: {', '.join(hp)}")

@@ -219,9 +219,25 @@ def _load_net(ckpt: Path, task: TaskSpec, config: dict, map_location: str) -> Mu
         state = torch.load(ckpt, map_location=map_location, weights_only=True)["state_dict"]
     except Exception as err:  # a damaged file raises many types
         raise DeepLSMError(f"{ckpt}: cannot read checkpoint ({type(err).__name__}: {err})") from None
-    net = build_net(task, dims=config.get("dims", 3), n_input_channels=config.get("n_input_channels"))
+    net = build_net(task, dims=config.get("dims", 3), n_input_channels=config.get("n_input_channels"),
+                    **net_options(config))
     net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
     return net.eval()
+
+
+def net_options(config: dict) -> dict:
+    """The head options of :func:`deeplsm.models.build_net` recorded in a run's ``config.json``.
+
+    Runs written before the heads existed (no such keys) get the paper's MLP head.
+    """
+    hp = config.get("hyperparameters", {})
+    opts = {"head": hp.get("head", "mlp"), "head_stage": int(hp.get("head_stage", 4)),
+            "output01": hp.get("output01", "sigmoid"), "readout_l1": float(hp.get("readout_l1", 0.0)),
+            "no_max_pool": bool(hp.get("no_max_pool", False)),
+            "subtract_empty": bool(hp.get("subtract_empty", False))}
+    if opts["head"] != "mlp":
+        opts["input_shape"] = tuple(config["lesions"]["grid"]["shape"])
+    return opts
 
 
 def _model_tasks(mode: str, task: TaskSpec) -> list[tuple[str, TaskSpec]]:
@@ -436,7 +452,7 @@ def _execute(out: Path, config: dict, x: np.ndarray, y: np.ndarray, ids: list[st
                 scheduler=hp["scheduler"], milestones=hp["milestones"], gamma=hp["gamma"],
                 mixup_alpha=hp["mixup_alpha"], channels_last=hp["channels_last"],
                 regression_scale=[config["regression_scale"][c] for c in cols],
-                weights=config.get("weights"),
+                weights=config.get("weights"), **net_options(config),
             )
             dm = ArrayDataModule(x, y[:, cols], split, hp["batch_size"], seed=config["seed"])
             trainer, ckpt_cb = _make_trainer(out, config, key, ckdir, callbacks, verbose)
@@ -496,6 +512,8 @@ def _predict_frame(models: dict[str, nn.Module], task: TaskSpec, x: np.ndarray, 
         raw = np.concatenate([predict_array(models[o.name], x, batch_size).numpy() for o in task], axis=1)
     df = pd.DataFrame({"subject": list(ids)})
     for spec in task:
+        if spec.kind == "regression01":  # a linear output is clamped to the valid range here
+            raw[:, task.columns[spec.name]] = np.clip(raw[:, task.columns[spec.name]], 0.0, 1.0)
         p = raw[:, task.columns[spec.name]]
         if spec.kind == "multiclass":
             df[f"{spec.name}_pred"] = p.argmax(axis=1)
