@@ -106,6 +106,13 @@ def demo_split(cohort) -> dict[str, str]:
     return split_subjects(cohort.subject_ids, random_state=demo_config()["models"]["seed"])
 
 
+def _train_subset_ids(cohort, n: int) -> list[str]:
+    """The first ``n`` of the demo's training subjects in a seeded random order (nested subsets)."""
+    split = demo_split(cohort)
+    train_ids = [s for s in cohort.subject_ids if split[s] == "train"]
+    return [str(s) for s in np.random.default_rng(0).permutation(train_ids)[:n]]
+
+
 # --- rows ---------------------------------------------------------------------------------------
 def _commit() -> str | None:
     try:
@@ -139,28 +146,51 @@ def _metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
 
 
 def ridge(args) -> list[dict]:
-    """RidgeCV on the voxels (penalty by internal efficient LOO CV), fitted on train and train+val."""
-    from sklearn.linear_model import RidgeCV
+    """Linear references on the same split: sklearn ``RidgeCV`` (penalty by efficient
+    leave-one-out CV) or, with ``--model lasso``, a non-negative ``LassoCV`` (5-fold), on the
+    voxels or (``--features block2``) on 2x2x2 block means, fitted on train and on train + val."""
+    from sklearn.linear_model import LassoCV, RidgeCV
 
     cohort, scores = demo_data(args.cache)
     split = demo_split(cohort)
     lab = np.array([split[s] for s in cohort.subject_ids])
-    x = cohort.data.reshape(cohort.n_subjects, -1).astype(np.float64)
+    x = cohort.data.astype(np.float64)
+    if args.features == "block2":
+        import torch
+
+        x = torch.nn.functional.avg_pool3d(torch.from_numpy(x)[:, None], 2, 2, ceil_mode=True).numpy()
+    x = x.reshape(cohort.n_subjects, -1)
+    x = x[:, x.any(axis=0)]  # voxels never lesioned carry nothing
     rows = []
     for fit_on in (("train",), ("train", "val")):
-        row = _base_row("ridge", "ridge_" + "_".join(fit_on), _command(args))
+        name = args.model + ("" if args.features == "voxels" else f"_{args.features}")
+        row = _base_row("linear", f"{name}_" + "_".join(fit_on), _command(args))
         tr, te = np.isin(lab, fit_on), lab == "test"
+        if args.n_train is not None:  # the learning curve's subset of the training subjects
+            if fit_on != ("train",):
+                continue
+            keep = set(_train_subset_ids(cohort, args.n_train))
+            tr = np.array([s in keep for s in cohort.subject_ids])
+            row["variant"] += f"_n{args.n_train}"
         t0 = time.perf_counter()
         row["test"], row["alpha"] = {}, {}
-        for name in scores.columns:
-            y = scores[name].to_numpy()
-            model = RidgeCV(alphas=np.logspace(-3, 4, 15)).fit(x[tr], y[tr])
-            row["test"][name] = _metrics(y[te], np.clip(model.predict(x[te]), 0, 1))
-            row["alpha"][name] = float(model.alpha_)
+        for score in scores.columns:
+            y = scores[score].to_numpy()
+            if args.model == "ridge":
+                model = RidgeCV(alphas=np.logspace(-3, 4, 15)).fit(x[tr], y[tr])
+            else:
+                model = LassoCV(alphas=12, cv=5, positive=True, max_iter=3000, random_state=0)
+                model.fit(x[tr], y[tr])
+                row.setdefault("nonzero", {})[score] = int(np.sum(model.coef_ != 0))
+            row["test"][score] = _metrics(y[te], np.clip(model.predict(x[te]), 0, 1))
+            row["alpha"][score] = float(model.alpha_)
         row["seconds"] = round(time.perf_counter() - t0, 2)
         row["n_train"] = int(tr.sum())
-        row["note"] = ("sklearn RidgeCV, alphas 1e-3..1e4 (15, log), efficient LOO; predictions "
-                       "clipped to [0, 1]; fitted on " + " + ".join(fit_on))
+        how = ("RidgeCV, alphas 1e-3..1e4 (15, log), efficient LOO CV" if args.model == "ridge"
+               else "non-negative LassoCV, 12 alphas, 5-fold CV")
+        on = "voxels" if args.features == "voxels" else "2x2x2 block means (8 mm)"
+        row["note"] = (f"sklearn {how}, on {on}; predictions clipped to [0, 1]; fitted on "
+                       + " + ".join(fit_on))
         row["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
         rows.append(row)
         _append(args.results, row)
@@ -196,21 +226,20 @@ def train(args) -> dict:
     cohort, scores = demo_data(args.cache)
     desc, ov = _overrides(args)
     run = args.cache / "runs" / (args.variant + (f"_e{args.epochs}" if args.epochs else "")
-                                 + (f"_n{args.n_train}" if args.n_train else ""))
+                                 + (f"_n{args.n_train}" if args.n_train else "")
+                                 + ("_single" if args.mode == "single" else ""))
     if run.exists():
         shutil.rmtree(run)
     row = _base_row("cnn", args.variant, _command(args))
     row["description"], row["overrides"], row["threads"] = desc, ov, args.threads
     keep = None
-    if args.n_train is not None:  # learning curve: drop training subjects (val/test unchanged)
+    if args.n_train is not None:  # learning curve: fewer training subjects, same val and test
+        train_ids = set(_train_subset_ids(cohort, args.n_train))
         split = demo_split(cohort)
-        train_ids = [s for s in cohort.subject_ids if split[s] == "train"]
-        rng = np.random.default_rng(0)
-        drop = set(rng.permutation(train_ids)[args.n_train:])
-        keep = [s for s in cohort.subject_ids if s not in drop]
+        keep = [s for s in cohort.subject_ids if split[s] != "train" or s in train_ids]
     t0 = time.perf_counter()
     if keep is None:
-        train_run(run, cohort, scores, mode="multi", preset="fast", seed=0, overrides=ov,
+        train_run(run, cohort, scores, mode=args.mode, preset="fast", seed=0, overrides=ov,
                   threads=args.threads, verbose=False)
     else:
         _train_subset(run, cohort, scores, keep, ov, args.threads)
@@ -219,10 +248,12 @@ def train(args) -> dict:
     row["test"] = {k: {"r2_pearson": v["r2_pearson"], "r2_score": v["r2_score"], "mse": v["mse"]}
                    for k, v in m["test"].items()}
     row["val"] = {k: {"r2_pearson": v["r2_pearson"], "r2_score": v["r2_score"]} for k, v in m["val"].items()}
-    fit = m["training"]["multi"]
-    row["best_epoch"], row["epochs"] = fit["best_epoch"], fit["epochs"]
-    row["fit_seconds"] = fit["fit_seconds"]
-    row["seconds_per_epoch"] = round(fit["fit_seconds"] / max(1, fit["epochs"]), 1)
+    fits = list(m["training"].values())  # one model (multi) or one per output (single)
+    row["mode"] = args.mode
+    row["best_epoch"] = fits[0]["best_epoch"] if len(fits) == 1 else [f["best_epoch"] for f in fits]
+    row["epochs"] = fits[0]["epochs"]
+    row["fit_seconds"] = round(sum(f["fit_seconds"] for f in fits), 1)
+    row["seconds_per_epoch"] = round(row["fit_seconds"] / max(1, row["epochs"]) / len(fits), 1)
     row["n_train"] = m["n_subjects"]["train"]
     row["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
     _append(args.results, row)
@@ -314,27 +345,48 @@ def _fmt(v) -> str:
     return "–" if v is None else f"{v:.3f}"
 
 
+def _shown_command(cmd: str) -> str:
+    """The command as a reader reruns it: the cache folder as CACHE, default results file."""
+    parts, out, skip = cmd.split(), [], False
+    for i, p in enumerate(parts):
+        if skip:
+            skip = False
+            continue
+        if p in ("--results", "--maps-results"):
+            skip = True
+            continue
+        if i > 0 and parts[i - 1] == "--cache":
+            p = "CACHE"
+        out.append(p)
+    return " ".join(out)
+
+
+def _best(r) -> str:
+    b = r["best_epoch"]
+    if b is None:
+        return "–"
+    return "/".join(str(v + 1) for v in b) if isinstance(b, list) else str(b + 1)
+
+
 def table(args) -> str:
+    """Markdown table of every row of the results file, in the order they were appended."""
     rows = json.loads(args.results.read_text())
-    names = None
-    lines = []
-    for r in rows:
-        names = names or list(r["test"])
-    head = ("| variant | change | n train | epochs (best) | r² " + " / ".join(names) + " | R² "
-            + " / ".join(names) + " | s/epoch (load) | command |")
-    lines += [head, "|" + "---|" * 8]
+    names = list(rows[0]["test"])
+    lines = ["| row | what changed | mode | train subjects | epochs (best) | test r² "
+             + " / ".join(names) + " | test R² " + " / ".join(names)
+             + " | s per epoch (load) | command |", "|" + "---|" * 9]
     for r in rows:
         r2 = " / ".join(_fmt(r["test"][n]["r2_pearson"]) for n in names)
-        R2 = " / ".join(_fmt(r["test"][n]["r2_score"]) for n in names)
-        if r["kind"] == "ridge":
-            ep, spe = "–", f"{r['seconds']:.0f} s total"
-            change = "linear reference: " + r["note"]
-        else:
-            ep = f"{r['epochs']} ({r['best_epoch'] + 1 if r['best_epoch'] is not None else '–'})"
+        big = " / ".join(_fmt(r["test"][n]["r2_score"]) for n in names)
+        if r["kind"] == "cnn":
+            ep, mode = f"{r['epochs']} ({_best(r)})", r.get("mode", "multi")
             spe = f"{r['seconds_per_epoch']:.0f} ({r['load_avg_start'][0]:.1f})"
             change = r["description"]
-        lines.append(f"| {r['variant']} | {change} | {r['n_train']} | {ep} | {r2} | {R2} | {spe} | "
-                     f"`{r['command']}` |")
+        else:
+            ep, mode, spe = "–", "–", f"{r['seconds']:.0f} s in all"
+            change = "linear reference: " + r["note"]
+        lines.append(f"| {r['variant']} | {change} | {mode} | {r['n_train']} | {ep} | {r2} | {big} | "
+                     f"{spe} | `{_shown_command(r['command'])}` |")
     md = "\n".join(lines)
     if args.doc:
         text = args.doc.read_text()
@@ -351,7 +403,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)
     p_data = sub.add_parser("data", help="build (or check) the cached demo cohort and scores")
-    p_ridge = sub.add_parser("ridge", help="append the RidgeCV reference rows")
+    p_ridge = sub.add_parser("ridge", help="append the linear reference rows (RidgeCV by default)")
+    p_ridge.add_argument("--model", choices=("ridge", "lasso"), default="ridge")
+    p_ridge.add_argument("--features", choices=("voxels", "block2"), default="voxels")
+    p_ridge.add_argument("--n-train", type=int, default=None,
+                         help="fit on this many of the demo's training subjects (learning curve)")
     p_train = sub.add_parser("train", help="train one variant and append its row")
     p_train.add_argument("variant")
     p_train.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -360,6 +416,8 @@ def main() -> None:
     p_train.add_argument("--n-train", type=int, default=None,
                          help="train on this many of the demo's training subjects (learning curve)")
     p_train.add_argument("--threads", type=int, default=1)
+    p_train.add_argument("--mode", choices=("multi", "single"), default="multi",
+                         help="one multi-output network (default) or one network per score")
     p_expl = sub.add_parser("explain", help="group maps of a trained variant, scored against the ROIs")
     p_expl.add_argument("run", help="run folder name under CACHE/runs (e.g. baseline)")
     p_expl.add_argument("--subjects", choices=("test", "trainval", "all"), default="trainval")

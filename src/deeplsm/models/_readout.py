@@ -98,6 +98,12 @@ class SpatialReadoutHead(nn.Module):
     l1 : float, default=0.0
         Weight of the sparsity penalty ``mean_k ||w_k||_1 ||v_k||_2`` (see :meth:`penalty`;
         invariant to trading scale between ``w_k`` and ``v_k``).
+    positive : bool, default=False
+        Non-negative masks parametrised as ``w_k = u_k ** 2``. Adam moves every weight by about
+        the learning rate per step, so a signed mask over thousands of positions fills with
+        noise; with the square, a weight near zero barely moves (its gradient is ``2 u`` times
+        smaller) while a useful one grows steadily, so the mask stays sparse. The sign of the
+        response is carried by ``v_k``.
 
     Notes
     -----
@@ -106,17 +112,18 @@ class SpatialReadoutHead(nn.Module):
     """
 
     def __init__(self, task: TaskSpec, in_channels: int, feature_shape: Sequence[int],
-                 output01: str = "linear", l1: float = 0.0) -> None:
+                 output01: str = "linear", l1: float = 0.0, positive: bool = False) -> None:
         super().__init__()
         if output01 not in OUTPUT01:
             raise ValueError(f"output01 must be one of {OUTPUT01}, got {output01!r}")
-        self.task, self.output01, self.l1 = task, output01, float(l1)
+        self.task, self.output01, self.l1, self.positive = task, output01, float(l1), bool(positive)
         self.feature_shape = tuple(int(s) for s in feature_shape)
         n_pos = 1
         for s in self.feature_shape:
             n_pos *= s
         t = task.total
-        self.spatial = nn.Parameter(torch.full((t, n_pos), 1.0 / n_pos))
+        # Uniform masks summing to 1 (global average pooling) either way.
+        self.spatial = nn.Parameter(torch.full((t, n_pos), n_pos ** -0.5 if positive else 1.0 / n_pos))
         self.channel = nn.Parameter(torch.randn(t, in_channels) / in_channels**0.5)
         self.bias = nn.Parameter(torch.zeros(t))
         self.register_buffer("scale", torch.ones(len(task)))
@@ -125,18 +132,22 @@ class SpatialReadoutHead(nn.Module):
         """Outputs (N, task.total); ``activate=False`` returns the pre-activation values."""
         f = features.flatten(2)  # (N, C, P)
         g = torch.einsum("ncp,tc->ntp", f, self.channel)
-        z = (g * self.spatial).sum(-1) + self.bias
+        z = (g * self.mask()).sum(-1) + self.bias
         return _activate_columns(self, z) if activate else z
 
     def penalty(self) -> torch.Tensor:
         """``l1 * mean_k ||w_k||_1 ||v_k||_2`` (zero when ``l1`` is 0)."""
         if not self.l1:
             return self.spatial.new_zeros(())
-        return self.l1 * (self.spatial.abs().sum(1) * self.channel.norm(dim=1)).mean()
+        return self.l1 * (self.mask().abs().sum(1) * self.channel.norm(dim=1)).mean()
+
+    def mask(self) -> torch.Tensor:
+        """The masks ``w_k``, shape (task.total, n_positions)."""
+        return self.spatial * self.spatial if self.positive else self.spatial
 
     def spatial_masks(self) -> torch.Tensor:
         """The masks ``w_k`` on the feature grid, shape (task.total, *feature_shape)."""
-        return self.spatial.detach().reshape(-1, *self.feature_shape)
+        return self.mask().detach().reshape(-1, *self.feature_shape)
 
 
 class FlatLinearHead(nn.Module):

@@ -81,8 +81,9 @@ HEADS = ("mlp", "spatial", "flat")
 
 def build_net(task: TaskSpec, *, dims: int = 3, n_input_channels: int | None = None,
               weights: str | os.PathLike | None = None, head: str = "mlp", head_stage: int = 4,
-              output01: str = "sigmoid", readout_l1: float = 0.0, no_max_pool: bool = False,
-              subtract_empty: bool = False, input_shape: Sequence[int] | None = None) -> MultiOutputNet:
+              output01: str = "sigmoid", readout_l1: float = 0.0, readout_positive: bool = False,
+              no_max_pool: bool = False, subtract_empty: bool = False,
+              input_shape: Sequence[int] | None = None) -> MultiOutputNet:
     """A :class:`MultiOutputNet` on the 3D ResNet10 (``dims=3``) or 2D ResNet18 (``dims=2``).
 
     Parameters
@@ -105,6 +106,8 @@ def build_net(task: TaskSpec, *, dims: int = 3, n_input_channels: int | None = N
         when predicting).
     readout_l1 : float, default=0.0
         Sparsity penalty on the spatial readout's masks.
+    readout_positive : bool, default=False
+        Non-negative spatial masks, parametrised as squares (see ``SpatialReadoutHead``).
     no_max_pool : bool, default=False
         Drop the stem's max-pool (3D only): every later feature map is twice as fine.
     subtract_empty : bool, default=False
@@ -144,7 +147,8 @@ def build_net(task: TaskSpec, *, dims: int = 3, n_input_channels: int | None = N
     stages = ResNetStages(backbone, head_stage)
     shape = stages.feature_shape(input_shape, channels)
     if head == "spatial":
-        h = SpatialReadoutHead(task, stages.out_channels, shape, output01=output01, l1=readout_l1)
+        h = SpatialReadoutHead(task, stages.out_channels, shape, output01=output01, l1=readout_l1,
+                               positive=readout_positive)
     else:
         h = FlatLinearHead(task, stages.out_channels, shape, output01=output01)
     return MultiOutputNet(stages, task, head=h, subtract_empty=subtract_empty)

@@ -54,7 +54,7 @@ class LSMModule(L.LightningModule):
         Per-output multiplier for ``regression`` outputs (ignored for other kinds).
     weights : str or None
         Local pretrained backbone weights (MedicalNet for 3D, torchvision ImageNet for 2D).
-    head, head_stage, output01, readout_l1, no_max_pool, subtract_empty, input_shape
+    head, head_stage, output01, readout_l1, readout_positive, no_max_pool, subtract_empty, input_shape
         The network's head (see :func:`deeplsm.models.build_net`): the paper's ``'mlp'`` on
         pooled features, or a ``'spatial'`` readout / ``'flat'`` linear head on the feature map
         of stage ``head_stage`` (these need the ``input_shape`` of the grid); ``output01`` is
@@ -83,6 +83,7 @@ class LSMModule(L.LightningModule):
         head_stage: int = 4,
         output01: str = "sigmoid",
         readout_l1: float = 0.0,
+        readout_positive: bool = False,
         no_max_pool: bool = False,
         subtract_empty: bool = False,
         input_shape: Sequence[int] | None = None,
@@ -92,7 +93,8 @@ class LSMModule(L.LightningModule):
         self.task = TaskSpec(outputs)
         self.net = build_net(self.task, dims=dims, n_input_channels=n_input_channels, weights=weights,
                              head=head, head_stage=head_stage, output01=output01,
-                             readout_l1=readout_l1, no_max_pool=no_max_pool,
+                             readout_l1=readout_l1, readout_positive=readout_positive,
+                             no_max_pool=no_max_pool,
                              subtract_empty=subtract_empty, input_shape=input_shape)
         if regression_scale is not None:
             self.net.head.scale.copy_(torch.as_tensor(list(regression_scale), dtype=torch.float32))

@@ -233,6 +233,7 @@ def net_options(config: dict) -> dict:
     hp = config.get("hyperparameters", {})
     opts = {"head": hp.get("head", "mlp"), "head_stage": int(hp.get("head_stage", 4)),
             "output01": hp.get("output01", "sigmoid"), "readout_l1": float(hp.get("readout_l1", 0.0)),
+            "readout_positive": bool(hp.get("readout_positive", False)),
             "no_max_pool": bool(hp.get("no_max_pool", False)),
             "subtract_empty": bool(hp.get("subtract_empty", False))}
     if opts["head"] != "mlp":
@@ -526,7 +527,7 @@ def _predict_frame(models: dict[str, nn.Module], task: TaskSpec, x: np.ndarray, 
 
 def _make_trainer(out: Path, config: dict, key: str, ckdir: Path, extra: Sequence, verbose: bool):
     import lightning as L
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     hp = config["hyperparameters"]
@@ -538,6 +539,8 @@ def _make_trainer(out: Path, config: dict, key: str, ckdir: Path, extra: Sequenc
     last_cb = ModelCheckpoint(dirpath=ckdir, filename="last", monitor=None, save_top_k=1,
                               enable_version_counter=False)
     callbacks = [ckpt_cb, last_cb, *extra]
+    if hp.get("ema_decay"):  # validation and checkpoints then hold the averaged weights
+        callbacks.append(EMAWeightAveraging(decay=float(hp["ema_decay"])))
     if hp.get("early_stopping_patience"):
         callbacks.append(EarlyStopping(monitor="val_loss", mode="min",
                                        patience=int(hp["early_stopping_patience"])))
