@@ -227,12 +227,15 @@ def train(args) -> dict:
     desc, ov = _overrides(args)
     run = args.cache / "runs" / (args.variant + (f"_e{args.epochs}" if args.epochs else "")
                                  + (f"_n{args.n_train}" if args.n_train else "")
-                                 + ("_single" if args.mode == "single" else ""))
+                                 + ("_single" if args.mode == "single" else "")
+                                 + ("_trainval" if args.fit_trainval else ""))
     if run.exists():
         shutil.rmtree(run)
     row = _base_row("cnn", args.variant, _command(args))
     row["description"], row["overrides"], row["threads"] = desc, ov, args.threads
     keep = None
+    if args.fit_trainval:  # the CNN given ridge's subjects: validation joins training
+        return _train_on_trainval(args, run, row, cohort, scores, ov)
     if args.n_train is not None:  # learning curve: fewer training subjects, same val and test
         train_ids = set(_train_subset_ids(cohort, args.n_train))
         split = demo_split(cohort)
@@ -244,6 +247,10 @@ def train(args) -> dict:
     else:
         _train_subset(run, cohort, scores, keep, ov, args.threads)
     row["seconds"] = round(time.perf_counter() - t0, 1)
+    return _finish_row(args, run, row)
+
+
+def _finish_row(args, run: Path, row: dict) -> dict:
     m = json.loads((run / "metrics.json").read_text())
     row["test"] = {k: {"r2_pearson": v["r2_pearson"], "r2_score": v["r2_score"], "mse": v["mse"]}
                    for k, v in m["test"].items()}
@@ -258,6 +265,27 @@ def train(args) -> dict:
     row["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
     _append(args.results, row)
     return row
+
+
+def _train_on_trainval(args, run: Path, row: dict, cohort, scores, ov: dict) -> dict:
+    """Train on training + validation subjects (as ridge_train_val is fitted), keeping 8
+    validation subjects only so that the loop has a validation set; test subjects unchanged."""
+    from unittest import mock
+
+    from deeplsm.train import train_run
+
+    split = dict(demo_split(cohort))
+    val = [s for s in cohort.subject_ids if split[s] == "val"]
+    for s in val[8:]:
+        split[s] = "train"
+    t0 = time.perf_counter()
+    with mock.patch("deeplsm.train._run.split_subjects",
+                    lambda ids, fractions, seed: {s: split[s] for s in ids}):
+        train_run(run, cohort, scores, mode="multi", preset="fast", seed=0, overrides=ov,
+                  threads=args.threads, verbose=False)
+    row["seconds"] = round(time.perf_counter() - t0, 1)
+    row["description"] += "; fitted on train + val (8 val subjects kept for the loop)"
+    return _finish_row(args, run, row)
 
 
 def _train_subset(run: Path, cohort, scores, keep: list[str], ov: dict, threads: int | None) -> None:
@@ -416,6 +444,8 @@ def main() -> None:
     p_train.add_argument("--n-train", type=int, default=None,
                          help="train on this many of the demo's training subjects (learning curve)")
     p_train.add_argument("--threads", type=int, default=1)
+    p_train.add_argument("--fit-trainval", action="store_true",
+                         help="train on training + validation subjects (8 validation subjects kept)")
     p_train.add_argument("--mode", choices=("multi", "single"), default="multi",
                          help="one multi-output network (default) or one network per score")
     p_expl = sub.add_parser("explain", help="group maps of a trained variant, scored against the ROIs")
