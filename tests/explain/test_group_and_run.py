@@ -155,6 +155,29 @@ def test_explain_run_writes_maps(tmp_path, rng, monkeypatch):
         explain_run(tmp_path / "run", subjects="val", verbose=False)
 
 
+@pytest.mark.parametrize(("subjects", "expected"), [
+    ("trainval", ["sub-00", "sub-02", "sub-04"]),  # the fake split: even = train, odd = test
+    ("all", [f"sub-{i:02d}" for i in range(6)]),
+])
+def test_explain_run_subject_sets(tmp_path, rng, monkeypatch, subjects, expected):
+    run, fake = make_fake_run(tmp_path / "run", rng)
+    run.split["sub-02"] = "val"
+    monkeypatch.setitem(sys.modules, "deeplsm.train", fake)
+    explain_run(tmp_path / "run", methods=("occlusion",), window=3, stride=2, subjects=subjects,
+                verbose=False)
+    manifest = json.loads((tmp_path / "run" / "maps" / "maps.json").read_text())
+    assert manifest["subject_ids"] == expected and manifest["subjects"] == subjects
+    # The summed map is the sum over exactly those subjects (checked against the explainer).
+    from deeplsm.explain import LesionAwareOcclusion
+
+    idx = [run.cohort.subject_ids.index(s) for s in expected]
+    vols = torch.from_numpy(run.cohort.data[idx][:, None].astype(np.float32))
+    net, col = run.model_for("score_2")
+    ref = LesionAwareOcclusion(net).attribute(vols, target=col, window=3, stride=2).double().sum((0, 1))
+    np.testing.assert_allclose(load_group_sums(tmp_path / "run" / "maps")[("occlusion", "score_2")],
+                               ref.numpy(), rtol=1e-5, atol=1e-7)
+
+
 def test_explain_run_multiclass_output_per_class(tmp_path, rng, monkeypatch):
     run, fake = make_fake_run(tmp_path / "run", rng)
     net = run.model_for("score_1")[0]

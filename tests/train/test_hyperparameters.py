@@ -15,7 +15,8 @@ from deeplsm.train._presets import Hyperparameters
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_preset_sets_every_hyperparameter_with_a_valid_value(name):
-    assert Hyperparameters.model_validate(PRESETS[name]).model_dump() == PRESETS[name]
+    hp = get_preset(name)
+    assert Hyperparameters.model_validate(hp).model_dump() == hp
 
 
 def test_none_is_an_override_where_the_hyperparameter_allows_it():

@@ -31,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", type=comma_list, default=["ig", "gradshap", "occlusion"],
                    help="comma list of ig, gradshap, occlusion (exact lesion-aware), "
                    "occlusion_captum (captum's full sweep); default ig,gradshap,occlusion")
-    p.add_argument("--subjects", choices=("test", "all"), default="test")
+    p.add_argument("--subjects", choices=("test", "trainval", "all"), default="test",
+                   help="subjects whose maps are summed: the test split (default), the training + "
+                   "validation subjects, or all")
     p.add_argument("--outputs", type=comma_list, help="output names (default: all)")
     p.add_argument("--max-subjects", type=positive_int, help="explain only the first N subjects")
     p.add_argument("--out", metavar="DIR", help="output folder (default RUN/maps)")

@@ -24,7 +24,7 @@ from deeplsm.explain._methods import (
     mm_to_voxels,
 )
 
-__all__ = ["METHODS", "explain_cohort", "explain_run"]
+__all__ = ["METHODS", "SUBJECTS", "explain_cohort", "explain_run"]
 
 log = logging.getLogger("deeplsm")
 
@@ -36,6 +36,9 @@ METHODS = {
     "occlusion": LesionAwareOcclusion,
     "occlusion_captum": OcclusionMap,
 }
+
+#: Which subjects of a run ``explain_run`` sums over.
+SUBJECTS = ("test", "trainval", "all")
 
 
 def _method_kwargs(method: str, params: Mapping) -> dict:
@@ -183,8 +186,11 @@ def explain_run(
     run_dir : path
         A run folder written by ``deeplsm train`` (read with ``deeplsm.train.load_trained``).
     methods : sequence of str, default=('ig', 'gradshap', 'occlusion')
-    subjects : {'test', 'all'}, default='test'
-        Which subjects of the run's split to explain.
+    subjects : {'test', 'trainval', 'all'}, default='test'
+        Which subjects of the run's split to explain: the held-out test subjects, the training
+        and validation subjects (the ones the network and the classical methods learned
+        from), or every subject. A group map describes the trained model, so it may use every
+        subject; more subjects give a less noisy map.
     outputs : sequence of str or None
         Output names to explain; default all. A multiclass output is explained per class column,
         as ``{output}_class{k}``.
@@ -218,13 +224,14 @@ def explain_run(
         raise DeepLSMError(f"run folder does not exist: {run_dir}")
     run = load_trained(run_dir, map_location=dev)
     read_manifest(Path(out_dir) if out_dir else run_dir / "maps")  # fail before the slow part
-    if subjects not in ("test", "all"):
-        raise DeepLSMError(f"subjects must be 'test' or 'all', got {subjects!r}")
+    if subjects not in SUBJECTS:
+        raise DeepLSMError(f"subjects must be one of {', '.join(SUBJECTS)}, got {subjects!r}")
     cohort = run.cohort
-    if subjects == "test":
-        ids = [s for s in cohort.subject_ids if run.split.get(s) == "test"]
+    if subjects != "all":
+        wanted = ("test",) if subjects == "test" else ("train", "val")
+        ids = [s for s in cohort.subject_ids if run.split.get(s) in wanted]
         if not ids:
-            raise DeepLSMError(f"{run_dir}: the split has no test subjects; use --subjects all")
+            raise DeepLSMError(f"{run_dir}: the split has no {subjects} subjects; use --subjects all")
         cohort = cohort.subset(ids)
     if max_subjects is not None:
         cohort = cohort.subset(list(range(min(max_subjects, cohort.n_subjects))))

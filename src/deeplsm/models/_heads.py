@@ -8,6 +8,10 @@ from torch.nn import functional as F
 
 from deeplsm.models._tasks import TaskSpec
 
+#: Output of ``regression01`` columns: the paper's sigmoid, or the identity ("linear": trained
+#: with MSE on the raw value and clamped to [0, 1] only when predicting).
+OUTPUT01 = ("sigmoid", "linear")
+
 
 class MultiOutputHead(nn.Module):
     """One branch per output: Linear(in, hidden) + ReLU → Linear(hidden, width) + activation.
@@ -23,6 +27,8 @@ class MultiOutputHead(nn.Module):
         Width of the backbone's pooled features.
     hidden : int, default=512
         Width of each branch's hidden layer.
+    output01 : {'sigmoid', 'linear'}, default='sigmoid'
+        Output of ``regression01`` columns (see :data:`OUTPUT01`).
 
     Notes
     -----
@@ -31,9 +37,12 @@ class MultiOutputHead(nn.Module):
     sets it from the training targets and it is saved with the weights.
     """
 
-    def __init__(self, task: TaskSpec, in_features: int = 512, hidden: int = 512) -> None:
+    def __init__(self, task: TaskSpec, in_features: int = 512, hidden: int = 512,
+                 output01: str = "sigmoid") -> None:
         super().__init__()
-        self.task = task
+        if output01 not in OUTPUT01:
+            raise ValueError(f"output01 must be one of {OUTPUT01}, got {output01!r}")
+        self.task, self.output01 = task, output01
         self.branches = nn.ModuleList(
             nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, o.width))
             for o in task
@@ -50,14 +59,21 @@ class MultiOutputHead(nn.Module):
         for i, (spec, branch) in enumerate(zip(self.task, self.branches)):
             z = branch(features)
             if activate:
-                z = _activate(spec.kind, z)
+                z = activate_output(spec.kind, z, self.output01)
                 if spec.kind == "regression":
                     z = z * self.scale[i]
             outs.append(z)
         return torch.cat(outs, dim=1)
 
+    def penalty(self) -> torch.Tensor:
+        """Extra training loss of the head (none for this head)."""
+        return self.scale.new_zeros(())
 
-def _activate(kind: str, z: torch.Tensor) -> torch.Tensor:
+
+def activate_output(kind: str, z: torch.Tensor, output01: str = "sigmoid") -> torch.Tensor:
+    """The output activation of one output's columns ``z`` (pre-activation values)."""
+    if kind == "regression01" and output01 == "linear":
+        return z
     if kind in ("regression01", "binary"):
         return torch.sigmoid(z)
     if kind == "regression":

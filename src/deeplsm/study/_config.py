@@ -157,7 +157,7 @@ class ModelsSettings(_Section):
 
 class ExplainSettings(_Section):
     methods: OneOrMore(Literal["ig", "gradshap", "occlusion"]) = ["ig", "gradshap", "occlusion"]
-    subjects: Literal["test", "all"] = "test"
+    subjects: Literal["test", "trainval", "all"] = "test"
     max_subjects: PositiveInt | None = None  # explain only this many test subjects (time budget)
     n_steps: PositiveInt = 32  # IG
     internal_batch_size: PositiveInt = 8
@@ -313,21 +313,25 @@ def demo_config(*, quick: bool = False, preset: str = "fast") -> dict:
         return make_config({
             "cohort": {"n_subjects": 120, "voxel_size": 6.0},
             "scores": {"roi_size": 2, "min_patients": 5},
-            "models": {"overrides": {"max_epochs": 1, "batch_size": 16}},
-            "explain": {"max_subjects": 4, "n_steps": 4, "n_samples": 2, "window": 2, "stride": 2},
+            "models": {"preset": "readout", "overrides": {"max_epochs": 1, "batch_size": 16}},
+            "explain": {"subjects": "trainval", "max_subjects": 4, "n_steps": 4, "n_samples": 2,
+                        "window": 2, "stride": 2},
             "classical": {"permutations": 50, "svr_permutations": 0},
         })
     return make_config(DEMO_OVERRIDES)
 
 
-#: Tuned by measurement for the <= 15 min CPU demo (see README "Measured performance"): a 4 mm
-#: grid (37x46x39) with 3-voxel (12 mm) ROIs, 12 epochs for the multi-output model (its best
-#: validation epoch was 9 of 14 in a trial) and 6 for each single-output model, and the first 16
-#: test subjects explained (IG with 8 steps).
+#: Tuned by measurement for the <= 15 min CPU demo (see README "Measured performance" and the
+#: ablation in docs/train.md): a 4 mm grid (37x46x39) with 3-voxel (12 mm) ROIs; the `readout`
+#: preset (ResNet10 stem + sparse spatial readout), 24 epochs for the multi-output model (best
+#: validation epoch 21 of 24 on the demo's split) and 12 for each single-output model; group
+#: maps summed over the first 64 training + validation subjects (the subjects VLSM and SVR-LSM
+#: see), with IG at 8 steps.
 DEMO_OVERRIDES: dict = {
     "cohort": {"voxel_size": 4.0},
     "scores": {"roi_size": 3},
-    "models": {"overrides": {"max_epochs": 12}, "single_overrides": {"max_epochs": 6}},
-    "explain": {"max_subjects": 16, "n_steps": 8, "n_samples": 8, "window": 3, "stride": 2},
+    "models": {"preset": "readout", "overrides": {"max_epochs": 24}, "single_overrides": {"max_epochs": 12}},
+    "explain": {"subjects": "trainval", "max_subjects": 64, "n_steps": 8, "n_samples": 8,
+                "window": 3, "stride": 2},
     "classical": {"permutations": 1000, "svr_permutations": 0},
 }

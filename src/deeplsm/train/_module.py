@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from deeplsm.models import REGRESSION_KINDS, TaskSpec, build_net
+from deeplsm.models import REGRESSION_KINDS, TaskSpec, activate_output, build_net
 
 log = logging.getLogger("deeplsm")
 
@@ -54,6 +54,12 @@ class LSMModule(L.LightningModule):
         Per-output multiplier for ``regression`` outputs (ignored for other kinds).
     weights : str or None
         Local pretrained backbone weights (MedicalNet for 3D, torchvision ImageNet for 2D).
+    head, head_stage, output01, readout_l1, readout_positive, no_max_pool, subtract_empty, input_shape
+        The network's head (see :func:`deeplsm.models.build_net`): the paper's ``'mlp'`` on
+        pooled features, or a ``'spatial'`` readout / ``'flat'`` linear head on the feature map
+        of stage ``head_stage`` (these need the ``input_shape`` of the grid); ``output01`` is
+        the output of ``regression01`` columns (``'sigmoid'`` or ``'linear'``), and the head's
+        ``penalty()`` (``readout_l1``) is added to the training loss.
     """
 
     def __init__(
@@ -73,11 +79,23 @@ class LSMModule(L.LightningModule):
         fp32_modules: Sequence[str] = ("backbone.layer4",),
         regression_scale: Sequence[float] | None = None,
         weights: str | None = None,
+        head: str = "mlp",
+        head_stage: int = 4,
+        output01: str = "sigmoid",
+        readout_l1: float = 0.0,
+        readout_positive: bool = False,
+        no_max_pool: bool = False,
+        subtract_empty: bool = False,
+        input_shape: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.task = TaskSpec(outputs)
-        self.net = build_net(self.task, dims=dims, n_input_channels=n_input_channels, weights=weights)
+        self.net = build_net(self.task, dims=dims, n_input_channels=n_input_channels, weights=weights,
+                             head=head, head_stage=head_stage, output01=output01,
+                             readout_l1=readout_l1, readout_positive=readout_positive,
+                             no_max_pool=no_max_pool,
+                             subtract_empty=subtract_empty, input_shape=input_shape)
         if regression_scale is not None:
             self.net.head.scale.copy_(torch.as_tensor(list(regression_scale), dtype=torch.float32))
         if mixup_alpha and any(o.kind not in REGRESSION_KINDS for o in self.task):
@@ -109,7 +127,8 @@ class LSMModule(L.LightningModule):
             z = logits[:, cols[spec.name]]
             t = y[:, i]
             if spec.kind == "regression01":
-                loss = F.mse_loss(torch.sigmoid(z[:, 0]), t)
+                # sigmoid, or the identity for a linear output (clamped only when predicting)
+                loss = F.mse_loss(activate_output(spec.kind, z[:, 0], self.net.head.output01), t)
             elif spec.kind == "regression":
                 # On the unit scale: the head multiplies by `scale` only at inference.
                 loss = F.mse_loss(F.leaky_relu(z[:, 0]), t / scale[i])
@@ -133,6 +152,7 @@ class LSMModule(L.LightningModule):
         if self.hparams.mixup_alpha:
             x, y = self._mixup(x, y)
         total, _ = self.losses(self.net.logits(x), y)
+        total = total + self.net.head.penalty()
         if not torch.isfinite(total):
             # Returning None makes Lightning skip the optimiser step for this batch.
             self.n_skipped_steps += 1
@@ -164,7 +184,9 @@ class LSMModule(L.LightningModule):
             self.net.to(memory_format=_memory_format(self.hparams.dims + 2))
         if "bf16" in str(self.trainer.precision) or "16" in str(self.trainer.precision):
             for name in self.hparams.fp32_modules:
-                _keep_fp32(self.net.get_submodule(name.removeprefix("net.")))
+                name = name.removeprefix("net.")
+                with contextlib.suppress(AttributeError):  # a head on an earlier stage cuts layer4
+                    _keep_fp32(self.net.get_submodule(name))
 
     # --- optimisation -----------------------------------------------------------------------
     def configure_optimizers(self):

@@ -1,9 +1,11 @@
-"""Training presets: ``paper`` (the paper's settings), ``fast`` (CPU) and ``gpu`` (one GPU).
+"""Training presets: ``paper`` (the paper's settings), ``fast`` (CPU), ``readout`` (the CPU
+preset with a spatial readout head, for scores that depend on where the damage is; the demo's) and
+``gpu`` (one GPU).
 
 :class:`Hyperparameters` is the one definition of every hyperparameter's type and range: the
 presets, ``train_run(overrides=...)``, the study's ``models.overrides`` and the ``deeplsm train``
 options are all checked against it. A new hyperparameter is one line there plus its value in
-each preset.
+each preset (or in :data:`ARCHITECTURE`, which every preset has unless it sets the key).
 """
 
 from __future__ import annotations
@@ -23,6 +25,22 @@ from deeplsm._schema import (
     partial_model,
 )
 from deeplsm.exceptions import DeepLSMError
+
+#: Hyperparameters every preset has unless it sets them: the network's head (see
+#: :func:`deeplsm.models.build_net`; by default the paper's MLP on pooled features with sigmoid
+#: outputs) and an optional exponential moving average of the weights (``ema_decay``, e.g. 0.99;
+#: validation, checkpoints and the final model then use the averaged weights).
+ARCHITECTURE: dict = {
+    "head": "mlp",
+    "head_stage": 4,
+    "output01": "sigmoid",
+    "readout_l1": 0.0,
+    "readout_positive": False,
+    "no_max_pool": False,
+    "subtract_empty": False,
+    "ema_decay": None,
+}
+
 
 #: Lightning precisions the training loop is written for (layer4 stays fp32 under 16-bit).
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
@@ -46,6 +64,15 @@ class Hyperparameters(BaseModel):
     channels_last: StrictBool
     gradient_clip_val: PositiveFloat | None  # None: no clipping
     early_stopping_patience: PositiveInt | None  # None: no early stopping
+    # the network (deeplsm.models.build_net) and weight averaging; see ARCHITECTURE
+    head: Literal["mlp", "spatial", "flat"]
+    head_stage: Literal[0, 1, 2, 3, 4]
+    output01: Literal["sigmoid", "linear"]
+    readout_l1: NonNegativeFloat
+    readout_positive: StrictBool
+    no_max_pool: StrictBool
+    subtract_empty: StrictBool
+    ema_decay: NonNegativeFloat | None  # None: no weight averaging
 
 
 #: The overrides a caller may give: any subset of :class:`Hyperparameters`, each checked.
@@ -111,6 +138,34 @@ PRESETS: dict[str, dict] = {
         "gradient_clip_val": 1.0,
         "early_stopping_patience": None,
     },
+    # The `fast` optimiser with a head that knows where the damage is, chosen by the ablation in
+    # docs/train.md (benchmarks/bench_ablation.py, the demo's cohort and split): the ResNet10's
+    # stem (conv1 + batch norm + ReLU, no max-pool: a 2x coarser grid) read out by a sparse
+    # non-negative spatial mask per output times a channel vector, features taken relative to
+    # an empty map, and an identity output for [0, 1] scores (clamped only when predicting).
+    # Deeper stages (layer1/layer2) and the paper's pooled MLP head were measured and lost.
+    "readout": {
+        "optimizer": "adamw",
+        "lr": 3e-3,
+        "weight_decay": 1e-4,
+        "scheduler": "onecycle",
+        "milestones": [],
+        "gamma": 0.1,
+        "batch_size": 16,
+        "max_epochs": 24,
+        "mixup_alpha": 0.4,
+        "precision": "32-true",
+        "channels_last": False,
+        "gradient_clip_val": 1.0,
+        "early_stopping_patience": None,
+        "head": "spatial",
+        "head_stage": 0,
+        "output01": "linear",
+        "readout_l1": 1e-2,
+        "readout_positive": True,
+        "no_max_pool": True,
+        "subtract_empty": True,
+    },
 }
 
 
@@ -139,4 +194,4 @@ def get_preset(name: str, overrides: dict | None = None) -> dict:
     """
     if name not in PRESETS:
         raise DeepLSMError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
-    return {**copy.deepcopy(PRESETS[name]), **check_overrides(overrides)}
+    return {**copy.deepcopy(ARCHITECTURE), **copy.deepcopy(PRESETS[name]), **check_overrides(overrides)}

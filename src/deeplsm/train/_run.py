@@ -248,10 +248,27 @@ def _load_net(ckpt: Path, task: TaskSpec, config: dict,
         state = torch.load(ckpt, map_location=device, weights_only=True)["state_dict"]
     except Exception as err:  # a damaged file raises many types
         raise DeepLSMError(f"{ckpt}: cannot read checkpoint ({type(err).__name__}: {err})") from None
-    net = build_net(task, dims=config.get("dims", 3), n_input_channels=config.get("n_input_channels"))
+    net = build_net(task, dims=config.get("dims", 3), n_input_channels=config.get("n_input_channels"),
+                    **net_options(config))
     net = net.to(device)  # the weights are copied on the device, not into a net on the CPU
     net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
     return net.eval()
+
+
+def net_options(config: dict) -> dict:
+    """The head options of :func:`deeplsm.models.build_net` recorded in a run's ``config.json``.
+
+    Runs written before the heads existed (no such keys) get the paper's MLP head.
+    """
+    hp = config.get("hyperparameters", {})
+    opts = {"head": hp.get("head", "mlp"), "head_stage": int(hp.get("head_stage", 4)),
+            "output01": hp.get("output01", "sigmoid"), "readout_l1": float(hp.get("readout_l1", 0.0)),
+            "readout_positive": bool(hp.get("readout_positive", False)),
+            "no_max_pool": bool(hp.get("no_max_pool", False)),
+            "subtract_empty": bool(hp.get("subtract_empty", False))}
+    if opts["head"] != "mlp":
+        opts["input_shape"] = tuple(config["lesions"]["grid"]["shape"])
+    return opts
 
 
 def _model_tasks(mode: str, task: TaskSpec) -> list[tuple[str, TaskSpec]]:
@@ -491,7 +508,7 @@ def _execute(out: Path, config: dict, x: np.ndarray, y: np.ndarray, ids: list[st
                 scheduler=hp["scheduler"], milestones=hp["milestones"], gamma=hp["gamma"],
                 mixup_alpha=hp["mixup_alpha"], channels_last=hp["channels_last"],
                 regression_scale=[config["regression_scale"][c] for c in cols],
-                weights=config.get("weights"),
+                weights=config.get("weights"), **net_options(config),
             )
             dm = ArrayDataModule(x, y[:, cols], split, hp["batch_size"], seed=config["seed"])
             trainer, ckpt_cb = _make_trainer(out, config, key, ckdir, callbacks, verbose)
@@ -549,6 +566,8 @@ def _predict_frame(models: dict[str, nn.Module], task: TaskSpec, x: np.ndarray, 
         raw = np.concatenate([predict_array(models[o.name], x, batch_size).numpy() for o in task], axis=1)
     df = pd.DataFrame({"subject": list(ids)})
     for spec in task:
+        if spec.kind == "regression01":  # a linear output is clamped to the valid range here
+            raw[:, task.columns[spec.name]] = np.clip(raw[:, task.columns[spec.name]], 0.0, 1.0)
         p = raw[:, task.columns[spec.name]]
         if spec.kind == "multiclass":
             df[f"{spec.name}_pred"] = p.argmax(axis=1)
@@ -561,7 +580,7 @@ def _predict_frame(models: dict[str, nn.Module], task: TaskSpec, x: np.ndarray, 
 
 def _make_trainer(out: Path, config: dict, key: str, ckdir: Path, extra: Sequence, verbose: bool):
     import lightning as L
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     hp = config["hyperparameters"]
@@ -576,6 +595,8 @@ def _make_trainer(out: Path, config: dict, key: str, ckdir: Path, extra: Sequenc
     last_cb = ModelCheckpoint(dirpath=ckdir, filename="last", monitor=None, save_top_k=1,
                               enable_version_counter=False)
     callbacks = [ckpt_cb, last_cb, *extra]
+    if hp.get("ema_decay"):  # validation and checkpoints then hold the averaged weights
+        callbacks.append(EMAWeightAveraging(decay=float(hp["ema_decay"])))
     if hp.get("early_stopping_patience"):
         callbacks.append(EarlyStopping(monitor="val_loss", mode="min",
                                        patience=int(hp["early_stopping_patience"])))
