@@ -325,12 +325,13 @@ def _world(ijk: np.ndarray, affine: np.ndarray) -> np.ndarray:
 
 
 def truth_centres(roi, affine: np.ndarray, *, within=None) -> np.ndarray:
-    """Centres in mm of the connected components of a binary truth, in scan order.
+    """Centres in mm of the connected components of a binary truth, largest first.
 
     Components are 26-connected: voxels that share a face, an edge or a corner belong together,
     so a rasterised oblique tube stays one component. A component's centre is the centroid of
     its voxels inside ``within`` (default: all of them); a component with no voxel there is left
-    out.
+    out. Components are ordered by their voxels inside ``within``, largest first (ties in scan
+    order).
 
     Parameters
     ----------
@@ -350,6 +351,9 @@ def truth_centres(roi, affine: np.ndarray, *, within=None) -> np.ndarray:
     >>> roi = np.zeros((7, 1, 1)); roi[[0, 1, 5], 0, 0] = 1
     >>> truth_centres(roi, np.diag([2.0, 1.0, 1.0, 1.0]))[:, 0].tolist()  # voxels 0.5 and 5
     [1.0, 10.0]
+    >>> roi[[4, 6], 0, 0] = 1  # now voxels 4-6 form the larger component
+    >>> truth_centres(roi, np.diag([2.0, 1.0, 1.0, 1.0]))[:, 0].tolist()
+    [10.0, 1.0]
     """
     from scipy import ndimage
 
@@ -360,7 +364,8 @@ def truth_centres(roi, affine: np.ndarray, *, within=None) -> np.ndarray:
     weight = (roi if within is None else roi & np.asarray(within, bool)).astype(np.float64)
     index = np.arange(1, n + 1)
     counts = np.asarray(ndimage.sum(weight, lab, index))
-    keep = index[counts > 0]
+    order = np.argsort(-counts, kind="stable")
+    keep = index[order][counts[order] > 0]
     if keep.size == 0:
         return np.zeros((0, 3))
     ijk = np.asarray(ndimage.center_of_mass(weight, lab, keep), dtype=np.float64).reshape(-1, 3)
