@@ -311,7 +311,8 @@ def write_report(study: Study, metrics: dict) -> Path:
         ev = json.loads((out / "evaluation.json").read_text())["results"]
         page["localization"] = {"note": PR_AUC_PARAGRAPH, "tables": tables, "maps": maps,
                                 "truth": _truth_note(truths or {}, outputs, paper),
-                                "pr": _figure(figs.pr_figure(ev, outputs), "PR curves")}
+                                "pr": _figure(figs.pr_figure(ev, [n for n in outputs if n in (truths or {})]),
+                                              "PR curves")}
 
     this_run = study.map_methods()  # not maps an earlier configuration left on disk
     page["clusters"] = Markup(clusters_html(
