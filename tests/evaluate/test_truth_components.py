@@ -157,7 +157,8 @@ def test_evaluate_maps_with_a_union_of_labels(tmp_path, two_blobs):
         assert got[key] == pytest.approx(union[key]), key
     assert ev["results"]["vlsm"]["fluency"]["label"] == 3
     assert ev["results"]["vlsm"]["fluency"]["pr_auc"] == pytest.approx(_eval(m, labels == 3)["pr_auc"])
-    with pytest.raises(DeepLSMError, match=r"labels naming=1\+4: the truth has no label 4 \(it has 1, 2, 3\)"):
+    with pytest.raises(DeepLSMError,
+                       match=r"labels naming=1\+4: the truth has no label 4 \(it has 1, 2, 3\)"):
         evaluate_maps(maps, tmp_path / "rois.nii.gz", labels={"naming": [1, 4], "fluency": 3})
 
 

@@ -33,7 +33,7 @@ def inputs(tmp_path_factory):
         c = rng.integers([4, 4, 4], [10, 13, 10])
         data[i, c[0] - 2:c[0] + 2, c[1] - 3:c[1] + 2, c[2] - 2:c[2] + 3] = 1
     ids = [f"s{i:02d}" for i in range(60)]
-    cache = LesionCohort(ids, data, AFFINE).save(tmp / "c.lesions.npz")
+    LesionCohort(ids, data, AFFINE).save(tmp / "c.lesions.npz")
     labels = np.zeros(SHAPE, np.int16)
     labels[5:7, 6:8, 6:8] = 1
     labels[7:9, 9:11, 5:7] = 2
@@ -64,7 +64,7 @@ def named_study(inputs, tmp_path_factory):
 
 
 def test_truth_labels_match_scores_by_name(named_study, inputs):
-    cfg, out, metrics = named_study
+    _, out, metrics = named_study
     ev = json.loads((out / "evaluation.json").read_text())
     assert ev["truth_labels"] == metrics["truth_labels"] == {"naming": [2], "fluency": [1, 3]}
     lab = np.asarray(nib.load(inputs / "rois.nii.gz").dataobj)
@@ -83,7 +83,7 @@ def test_truth_labels_match_scores_by_name(named_study, inputs):
 
 
 def test_a_new_mapping_redoes_only_the_evaluation(named_study, inputs):
-    cfg, out, _ = named_study
+    _, out, _ = named_study
     cfg = _config(inputs, truth_labels={"naming": 2, "fluency": 1})
     study = Study(cfg, out, verbose=False)
     metrics = study.run()
@@ -123,10 +123,10 @@ def test_unknown_names_and_missing_labels_are_errors_at_the_door(inputs, tmp_pat
 
 
 def test_truth_labels_need_a_score_table_with_a_truth_image(inputs, tmp_path):
-    with pytest.raises(DeepLSMError, match="scores.truth_labels needs a score table"):
+    with pytest.raises(DeepLSMError, match=r"scores\.truth_labels needs a score table"):
         run_study(make_config({"scores": {"truth_labels": {"score_1": 1}}, "models": {"modes": []}}),
                   tmp_path / "sim", verbose=False)
-    _door_error(inputs, tmp_path, "scores.truth_labels needs a score table", truth=None,
+    _door_error(inputs, tmp_path, r"scores\.truth_labels needs a score table", truth=None,
                 truth_labels={"naming": 2})
 
 
@@ -159,7 +159,8 @@ def test_cli_reads_the_toml_mapping_and_reports_errors_in_one_line(inputs, tmp_p
     assert len(err) == 1 and err[0].startswith("deeplsm: error: cannot tell which labels")
     from deeplsm.study import load_config
 
-    toml.write_text(body.replace("{mapping}", "truth_labels = { naming = 2, fluency = [1, 3], memory = 1 }\n"))
+    mapping = "truth_labels = { naming = 2, fluency = [1, 3], memory = 1 }\n"
+    toml.write_text(body.replace("{mapping}", mapping))
     assert load_config(toml)["scores"]["truth_labels"] == {"naming": 2, "fluency": [1, 3], "memory": 1}
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from deeplsm.cli._common import absolute_inputs, positive_int
 from deeplsm.exceptions import DeepLSMError
 
-
 LABELS_FORMAT = "NAME=K[+K...][,NAME=K...] or a JSON object such as '{\"naming\": [1, 2]}'"
 
 

@@ -26,8 +26,8 @@ __all__ = [
     "continuous_dice",
     "evaluate_map",
     "evaluate_maps",
-    "pr_auc_trapezoid",
     "label_list",
+    "pr_auc_trapezoid",
     "pr_curve",
     "truth_centres",
 ]

@@ -506,7 +506,8 @@ class Study:
 
         sim_json = self.sim_dir / "simulation.json"
         simulated = json.loads(sim_json.read_text()).get("truth_labels") if sim_json.exists() else None
-        given = self.config["scores"].get("truth_labels") if self.config["scores"]["source"] != "simulate" else None
+        s = self.config["scores"]
+        given = s.get("truth_labels") if s["source"] != "simulate" else None
         present = image_labels(np.asarray(nib.load(truth).dataobj))
         names = list(pd.read_csv(self.sim_dir / "scores.csv", nrows=0).columns[1:])
         mapping, _ = resolve_truth_labels(names, present, given=given, simulated=simulated,
