@@ -452,7 +452,8 @@ def test_build_metrics_matches_stage_keys(tmp_path):
     (out / "stages" / "train_multi.json").write_text(json.dumps({"stage": "train_multi", "key": "t1"}))
     loc = {"pr_auc": 0.3, "cdc": 0.2}
     (out / "evaluation.json").write_text(json.dumps(
-        {"key": "e1", "results": {"multi_ig": {"score_1": loc}, "svr": {"score_1": loc}}}))
+        {"key": "e1", "results": {"multi_ig": {"score_1": loc}, "svr": {"score_1": loc}},
+         "truth_labels": {"score_1": [1, 2]}}))
     study = Study(cfg, out, verbose=False)
     study.keys = {"train_multi": "t1", "evaluate": "e1"}
     m = build_metrics(study)
@@ -460,7 +461,8 @@ def test_build_metrics_matches_stage_keys(tmp_path):
                                                    "r2": 0.2}
     assert set(m["localization"]) == {"multi_ig"}  # svr is not in this configuration
     assert m["localization"]["multi_ig"]["score_1"]["pr_auc"] == 0.3
+    assert m["truth_labels"] == {"score_1": [1, 2]}
     study.keys = {"train_multi": "t2", "evaluate": "e2"}  # another run's stages
-    assert build_metrics(study) == {"prediction": {}, "localization": {}}
+    assert build_metrics(study) == {"prediction": {}, "localization": {}, "truth_labels": None}
     study.keys = {"train_multi": "t1"}  # this run has no evaluate stage (no ground truth)
     assert build_metrics(study)["localization"] == {}

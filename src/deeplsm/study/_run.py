@@ -244,7 +244,7 @@ class Study:
         # truth_labels only says how maps are scored: the evaluate stage's key holds it
         k_sim = _key("simulate", k_cohort, {k: v for k, v in cfg["scores"].items() if k != "truth_labels"})
         self._stage("simulate", k_sim, self._make_scores, ["simulation"])
-        self.truth_labels = self.truth_per_score()[1]  # labels lost on the analysis grid: now
+        self.truth_labels = self._resolve_truth()  # labels lost on the analysis grid: now
         model_cfg = {k: cfg["models"][k] for k in ("preset", "seed", "overrides", "weights")}
         for mode in cfg["models"]["modes"]:
             extra = cfg["models"]["single_overrides"] if mode == "single" else {}
@@ -490,6 +490,15 @@ class Study:
                 if (self.out / "classical" / method / "summary.json").is_file():
                     write_cluster_tables(self.out / "classical" / method, atlas)
 
+    def _resolve_truth(self) -> dict[str, list[int]] | None:
+        """:meth:`truth_per_score`'s mapping, with a log line naming the scores it leaves out."""
+        mapping = self.truth_per_score()[1]
+        left_out = [n for n in self._scores().columns if mapping is not None and n not in mapping]
+        if left_out:
+            log.info("no ground truth for %s (not in scores.truth_labels): their maps are not scored",
+                     ", ".join(left_out))
+        return mapping
+
     def truth_per_score(self) -> tuple[Path | None, dict[str, list[int]] | None]:
         """The truth image and the labels of it that are each score's truth (their union).
 
@@ -512,10 +521,6 @@ class Study:
         names = list(pd.read_csv(self.sim_dir / "scores.csv", nrows=0).columns[1:])
         mapping, _ = resolve_truth_labels(names, present, given=given, simulated=simulated,
                                           image="the truth image on the analysis grid")
-        left_out = [n for n in names if n not in mapping]
-        if left_out:
-            log.info("no ground truth for %s (not in scores.truth_labels): their maps are not scored",
-                     ", ".join(left_out))
         return truth, mapping
 
     def map_folders(self) -> list[tuple[Path, str]]:
