@@ -89,9 +89,9 @@ def test_study_report_escapes_score_names_subjects_and_paths(hostile_study):
     assert "<img src=x" not in html
     text = "".join(page.text)
     assert f"scores: {COLUMN}, score_2." in text
-    # As a row of Tables IV and V, a column of the six localisation tables, a method row of each.
-    # Tables IV and V rows, a column of the six localisation tables, the cluster section heading
-    assert page.text.count(COLUMN) == 2 + 6 + 1
+    # Tables IV and V rows, a column of the six localisation tables, the cluster section heading,
+    # and its line in the reading (its map is scored against label 1, by its trailing number)
+    assert page.text.count(COLUMN) == 2 + 6 + 1 + 1
     # The lesion folder's name (in the configuration) is text too.
     config = json.loads(next(t for t in page.text if '"cohort"' in t))
     assert config["cohort"]["source"].endswith(FOLDER)

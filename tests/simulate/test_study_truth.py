@@ -60,7 +60,7 @@ def test_without_the_mapping_label_k_is_the_truth(or_study):
     meta.pop("truth_labels")
     sim_json.write_text(json.dumps(meta))
     truth, labels = or_study.truth_per_score()
-    assert labels is None and truth == or_study.truth_path
+    assert labels == {"score_1": [1]} and truth == or_study.truth_path
     or_study._evaluate()
     got = json.loads((or_study.out / "evaluation.json").read_text())["results"]["vlsm"]["score_1"]
     assert got["mask"]["roi_voxels"] == 1 and got["label"] == 1

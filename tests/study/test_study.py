@@ -223,6 +223,16 @@ def test_example_config_loads():
     assert cfg["models"]["modes"] == ["multi", "single"] and cfg["explain"]["window"] == 4
 
 
+def test_paper_values_beside_the_papers_scores_only(quick_demo):
+    """The demo's scores are the paper's (linear, score_1..3, ROI k for score k): its report shows the
+    paper's values by score name; a score table with the same names does not (below)."""
+    m = json.loads((quick_demo / "metrics.json").read_text())
+    assert m["truth_labels"] == {"score_1": [1], "score_2": [2], "score_3": [3]}
+    html = (quick_demo / "report.html").read_text(encoding="utf-8")
+    assert html.count("paper (score_1 / score_2 / score_3)") == 3  # Table IV, VI and VII
+    assert "paper r² (score_1 / score_2 / score_3)" in html
+
+
 def test_user_lesions_scores_and_truth(quick_demo, tmp_path):
     """The path a user takes: their own lesions (here a cache), a score CSV and a ROI image."""
     cfg = demo_config(quick=True)
@@ -242,6 +252,8 @@ def test_user_lesions_scores_and_truth(quick_demo, tmp_path):
     assert loc["prevalence"] == pytest.approx(demo["prevalence"])
     assert loc["pr_auc"] == pytest.approx(demo["pr_auc"])
     assert (tmp_path / "user" / "report.html").exists()
+    assert metrics["truth_labels"] == {"score_2": [2], "score_3": [3]}
+    assert "paper (" not in (tmp_path / "user" / "report.html").read_text(encoding="utf-8")
     # an atlas added afterwards: only the cluster tables are redone, and they carry its labels
     import nibabel as nib
     import numpy as np
@@ -440,7 +452,8 @@ def test_build_metrics_matches_stage_keys(tmp_path):
     (out / "stages" / "train_multi.json").write_text(json.dumps({"stage": "train_multi", "key": "t1"}))
     loc = {"pr_auc": 0.3, "cdc": 0.2}
     (out / "evaluation.json").write_text(json.dumps(
-        {"key": "e1", "results": {"multi_ig": {"score_1": loc}, "svr": {"score_1": loc}}}))
+        {"key": "e1", "results": {"multi_ig": {"score_1": loc}, "svr": {"score_1": loc}},
+         "truth_labels": {"score_1": [1, 2]}}))
     study = Study(cfg, out, verbose=False)
     study.keys = {"train_multi": "t1", "evaluate": "e1"}
     m = build_metrics(study)
@@ -448,7 +461,8 @@ def test_build_metrics_matches_stage_keys(tmp_path):
                                                    "r2": 0.2}
     assert set(m["localization"]) == {"multi_ig"}  # svr is not in this configuration
     assert m["localization"]["multi_ig"]["score_1"]["pr_auc"] == 0.3
+    assert m["truth_labels"] == {"score_1": [1, 2]}
     study.keys = {"train_multi": "t2", "evaluate": "e2"}  # another run's stages
-    assert build_metrics(study) == {"prediction": {}, "localization": {}}
+    assert build_metrics(study) == {"prediction": {}, "localization": {}, "truth_labels": None}
     study.keys = {"train_multi": "t1"}  # this run has no evaluate stage (no ground truth)
     assert build_metrics(study)["localization"] == {}

@@ -9,23 +9,47 @@ from pathlib import Path
 from deeplsm.cli._common import absolute_inputs, positive_int
 from deeplsm.exceptions import DeepLSMError
 
+LABELS_FORMAT = "NAME=K[+K...][,NAME=K...] or a JSON object such as '{\"naming\": [1, 2]}'"
 
-def _labels(text: str) -> dict[str, int]:
-    out = {}
+
+def _labels(text: str) -> dict[str, list[int]]:
+    """``--labels``: output name -> its truth labels, ``naming=1+2,fluency=3`` or the JSON object
+    ``{"naming": [1, 2], "fluency": 3}`` (the study's ``scores.truth_labels`` as JSON)."""
+    import json
+
+    from deeplsm.evaluate import label_list
+
+    def bad(extra: str = "") -> argparse.ArgumentTypeError:
+        return argparse.ArgumentTypeError(f"expected {LABELS_FORMAT}, got {text!r}{extra}")
+
+    if text.lstrip().startswith("{"):
+        try:
+            raw = json.loads(text)
+        except ValueError:
+            raise bad(" (not valid JSON)") from None
+        if not raw or any(not str(k).strip() for k in raw):
+            raise bad()
+        try:
+            return {str(k).strip(): label_list(str(k), v) for k, v in raw.items()}
+        except DeepLSMError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    out: dict[str, list[int]] = {}
     for item in text.split(","):
         item = item.strip()
         if not item:
             continue
-        name, sep, label = item.partition("=")
+        name, sep, labels = item.partition("=")
         try:
-            if not sep or not name.strip():
+            if not sep or not name.strip() or name.strip() in out:
                 raise ValueError
-            out[name.strip()] = int(label)
+            ks = [int(k) for k in labels.split("+")]
+            if any(k < 1 for k in ks) or len(set(ks)) != len(ks):
+                raise ValueError
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected NAME=LABEL[,NAME=LABEL...], got {text!r}") from None
+            raise bad() from None
+        out[name.strip()] = ks
     if not out:
-        raise argparse.ArgumentTypeError("expected NAME=LABEL[,NAME=LABEL...]")
+        raise bad()
     return out
 
 
@@ -42,8 +66,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ROI label image (1..k; e.g. SIM/rois.nii.gz) or a 4D stack, one ROI per volume")
     p.add_argument("--out", required=True, metavar="FILE.json",
                    help="results JSON; the PR-curve figure goes beside it as FILE.png")
-    p.add_argument("--labels", type=_labels, metavar="NAME=K,...",
-                   help="map output names to ROI labels (default: trailing number of the file name)")
+    p.add_argument("--labels", type=_labels, metavar="NAME=K[+K],...",
+                   help="map output names to ROI labels; NAME=K1+K2 scores NAME against the union "
+                   "of labels K1 and K2 (a truth of several regions); also a JSON object "
+                   "'{\"naming\": [1, 2], \"fluency\": 3}', the study's scores.truth_labels "
+                   "(default: trailing number of the file name)")
     p.add_argument("--mask", default="mni", metavar="mni|none|NIFTI",
                    help="brain mask: nilearn's MNI152 mask resampled to the grid (default), none, "
                    "or a mask image")

@@ -17,8 +17,10 @@ from deeplsm.evaluate._localization import (
     continuous_dice,
     evaluate_map,
     evaluate_maps,
+    label_list,
     pr_auc_trapezoid,
     pr_curve,
+    truth_centres,
 )
 from deeplsm.evaluate._prediction import (
     binary_metrics,
@@ -40,6 +42,7 @@ __all__ = [
     "continuous_dice",
     "evaluate_map",
     "evaluate_maps",
+    "label_list",
     "load_atlas",
     "multiclass_metrics",
     "plot_pr_curves",
@@ -47,5 +50,6 @@ __all__ = [
     "pr_curve",
     "prediction_metrics",
     "regression_metrics",
+    "truth_centres",
     "write_cluster_table",
 ]

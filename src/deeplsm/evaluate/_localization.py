@@ -26,14 +26,16 @@ __all__ = [
     "continuous_dice",
     "evaluate_map",
     "evaluate_maps",
+    "label_list",
     "pr_auc_trapezoid",
     "pr_curve",
+    "truth_centres",
 ]
 
 N_THRESHOLDS = 1000
 
 #: Changes whenever a metric's definition changes, so cached evaluations are recomputed.
-METRICS_VERSION = "2 (pr_auc = step-wise average precision)"
+METRICS_VERSION = "3 (distances to the nearest truth component)"
 
 #: How the headline numbers are defined; written into every evaluation result.
 DEFINITIONS = {
@@ -45,6 +47,21 @@ DEFINITIONS = {
                         "thresholds (as the paper's figure), extended flat to recall 0 with the "
                         "precision of the highest threshold; reference only, it rewards blocky maps",
     "dice_best": "best Dice of (map >= t) over every distinct map value t",
+    "truth_components": "26-connected components of the truth (voxels sharing a face, edge or "
+                        "corner belong together); each has its centre, the centroid of its voxels "
+                        "inside the mask",
+    "peak_distance_mm": "mm from the map's maximum (the centroid of the voxels tied at it) to the "
+                        "truth's centre; for a truth of several components, to the NEAREST "
+                        "component's centre: each peak voxel goes to the zone of the component "
+                        "centre nearest to it, and the distances from the zones' peak centroids to "
+                        "their centres are averaged, weighted by peak voxels (one peak voxel: the "
+                        "distance to the nearest centre)",
+    "com_distance_mm": "mm from the centre of mass of the map's positive part to the truth's "
+                       "centre; for a truth of several components, the map's mass is split into "
+                       "the zones of the component centres (each voxel to the nearest centre), and "
+                       "the distances from each zone's centre of mass to its centre are averaged, "
+                       "weighted by mass: 0 for a map centred on every component it covers, "
+                       "where the union's centroid would lie between the components",
 }
 _NIFTI_RE = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
 
@@ -307,6 +324,70 @@ def _world(ijk: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return ijk @ affine[:3, :3].T + affine[:3, 3]
 
 
+def truth_centres(roi, affine: np.ndarray, *, within=None) -> np.ndarray:
+    """Centres in mm of the connected components of a binary truth, largest first.
+
+    Components are 26-connected: voxels that share a face, an edge or a corner belong together,
+    so a rasterised oblique tube stays one component. A component's centre is the centroid of
+    its voxels inside ``within`` (default: all of them); a component with no voxel there is left
+    out. Components are ordered by their voxels inside ``within``, largest first (ties in scan
+    order).
+
+    Parameters
+    ----------
+    roi : array-like of shape (X, Y, Z)
+        Binary truth (nonzero = inside).
+    affine : ndarray of shape (4, 4)
+        Voxel to mm.
+    within : array-like of bool of shape (X, Y, Z) or None, default=None
+        The mask the metrics are restricted to.
+
+    Returns
+    -------
+    ndarray of shape (n_components, 3)
+
+    Examples
+    --------
+    >>> roi = np.zeros((7, 1, 1)); roi[[0, 1, 5], 0, 0] = 1
+    >>> truth_centres(roi, np.diag([2.0, 1.0, 1.0, 1.0]))[:, 0].tolist()  # voxels 0.5 and 5
+    [1.0, 10.0]
+    >>> roi[[4, 6], 0, 0] = 1  # now voxels 4-6 form the larger component
+    >>> truth_centres(roi, np.diag([2.0, 1.0, 1.0, 1.0]))[:, 0].tolist()
+    [10.0, 1.0]
+    """
+    from scipy import ndimage
+
+    roi = np.asarray(roi) > 0
+    lab, n = ndimage.label(roi, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return np.zeros((0, 3))
+    weight = (roi if within is None else roi & np.asarray(within, bool)).astype(np.float64)
+    index = np.arange(1, n + 1)
+    counts = np.asarray(ndimage.sum(weight, lab, index))
+    order = np.argsort(-counts, kind="stable")
+    keep = index[order][counts[order] > 0]
+    if keep.size == 0:
+        return np.zeros((0, 3))
+    ijk = np.asarray(ndimage.center_of_mass(weight, lab, keep), dtype=np.float64).reshape(-1, 3)
+    return _world(ijk, np.asarray(affine, dtype=np.float64))
+
+
+def _zone_distance(ijk: np.ndarray, weights: np.ndarray, centres: np.ndarray,
+                   affine: np.ndarray) -> float:
+    """Weighted mean over truth components of the distance from the centroid of the voxels in a
+    component's zone (the voxels nearer to its centre than to any other) to that centre."""
+    xyz = _world(ijk.astype(np.float64), affine)
+    d2 = np.stack([((xyz - c) ** 2).sum(1) for c in centres], axis=1)
+    zone = d2.argmin(1)
+    total = 0.0
+    for k in np.unique(zone):
+        sel = zone == k
+        w = weights[sel]
+        point = (xyz[sel] * w[:, None]).sum(0) / w.sum()
+        total += float(w.sum()) * float(np.linalg.norm(point - centres[k]))
+    return total / float(weights.sum())
+
+
 def evaluate_map(map_img, roi_img, mask_img=None, *, n_thresholds: int = N_THRESHOLDS) -> dict:
     """All localisation metrics of one map against one binary ROI, inside a brain mask.
 
@@ -329,9 +410,24 @@ def evaluate_map(map_img, roi_img, mask_img=None, *, n_thresholds: int = N_THRES
         ``pr_auc`` (step-wise average precision, see :func:`average_precision`),
         ``average_precision`` (the same number), ``pr_auc_trapezoid`` (see
         :func:`pr_auc_trapezoid`), ``prevalence``, ``cdc``, ``dice_best``,
-        ``dice_best_threshold``, ``peak_distance_mm``, ``com_distance_mm``, ``precision``,
-        ``recall``, ``thresholds`` (the curve, max to min), and ``mask`` (which mask, voxel
-        counts).
+        ``dice_best_threshold``, ``peak_distance_mm``, ``com_distance_mm``, ``roi_centre_mm``
+        (the centroid of the ROI), ``truth_components`` and ``roi_centres_mm`` (its connected
+        components and their centres, see :func:`truth_centres`), ``precision``, ``recall``,
+        ``thresholds`` (the curve, max to min), and ``mask`` (which mask, voxel counts).
+
+    Notes
+    -----
+    Distances are in mm, through the affine. For a ROI of one connected component,
+    ``peak_distance_mm`` runs from the ROI's centroid to the map's maximum (the centroid of the
+    voxels tied at it; ``None`` for a constant map) and ``com_distance_mm`` to the centre of mass
+    of the map's positive part (``None`` without one). For a ROI of several components (two
+    regions that drive one score, a broken tract), the union's centroid can lie between the
+    regions, where a map that finds them both has nothing. Each component then has a zone, the
+    voxels nearer to its centre than to any other component's centre: the peak voxels, and the
+    map's positive mass, are split into the zones, and each distance is the mean, weighted by
+    peak voxels or by mass, of the distances from a zone's peak centroid or centre of mass to its
+    component's centre. A single peak voxel is thus measured to the nearest component's centre,
+    and a map centred on each region it covers scores 0.
     """
     roi_i = _load_img(roi_img, "ROI")
     roi = _data3d(roi_i, "ROI") > 0
@@ -361,14 +457,23 @@ def evaluate_map(map_img, roi_img, mask_img=None, *, n_thresholds: int = N_THRES
     affine = roi_i.affine
     ijk = np.argwhere(use)
     centre = _world(np.argwhere(roi & use).mean(0), affine)
+    centres = truth_centres(roi, affine, within=use)
     peak_d = com_d = None
-    if v.max() > v.min():
-        peak = _world(ijk[v == v.max()].mean(0), affine)
-        peak_d = float(np.linalg.norm(peak - centre))
     pos = np.maximum(v, 0.0)
-    if pos.sum() > 0:
-        com = _world((ijk * pos[:, None]).sum(0) / pos.sum(), affine)
-        com_d = float(np.linalg.norm(com - centre))
+    if len(centres) > 1:  # several regions: each to its nearest component's centre
+        if v.max() > v.min():
+            top = v == v.max()
+            peak_d = _zone_distance(ijk[top], np.ones(int(top.sum())), centres, affine)
+        if pos.sum() > 0:
+            mass = pos > 0
+            com_d = _zone_distance(ijk[mass], pos[mass], centres, affine)
+    else:  # one region: distances to its centroid (as in every earlier metrics version)
+        if v.max() > v.min():
+            peak = _world(ijk[v == v.max()].mean(0), affine)
+            peak_d = float(np.linalg.norm(peak - centre))
+        if pos.sum() > 0:
+            com = _world((ijk * pos[:, None]).sum(0) / pos.sum(), affine)
+            com_d = float(np.linalg.norm(com - centre))
     return {
         "pr_auc": ap,
         "average_precision": ap,
@@ -380,6 +485,8 @@ def evaluate_map(map_img, roi_img, mask_img=None, *, n_thresholds: int = N_THRES
         "peak_distance_mm": peak_d,
         "com_distance_mm": com_d,
         "roi_centre_mm": centre.tolist(),
+        "truth_components": len(centres),
+        "roi_centres_mm": centres.tolist(),
         "map_resampled_to_truth_grid": resampled,
         "mask": mask_info,
         "precision": precision,
@@ -432,37 +539,54 @@ def _truth_rois(truth) -> tuple[nib.Nifti1Image, dict[int, np.ndarray]]:
 _OUTPUT_RE = re.compile(r"(?:^|_)([A-Za-z]+_?\d+|\d+)$")
 
 
-def _match(stem: str, labels: Mapping[str, int] | None, available: Sequence[int]) -> tuple[str, str, int]:
-    """File stem -> (method, output, label)."""
+def label_list(name: str, value) -> list[int]:
+    """One output's truth labels as a list: an integer label, or a list of distinct ones (their
+    union is the truth); anything else raises a :class:`DeepLSMError` naming ``name``."""
+    items = [value] if isinstance(value, int | np.integer) else value
+    ok = isinstance(items, Sequence) and not isinstance(items, str) and len(items) > 0 and all(
+        isinstance(k, int | np.integer) and not isinstance(k, bool) and k >= 1 for k in items)
+    if not ok or len(set(items)) != len(items):
+        raise DeepLSMError(f"labels for {name!r} must be a label (an integer >= 1) or a list of "
+                           f"distinct labels, got {value!r}")
+    return [int(k) for k in items]
+
+
+def _match(stem: str, labels: Mapping[str, list[int]] | None,
+           available: Sequence[int]) -> tuple[str, str, list[int]]:
+    """File stem -> (method, output, labels)."""
     if labels:
         for name in sorted(labels, key=len, reverse=True):
             if stem == name or stem.endswith("_" + name):
                 method = stem[: -len(name)].rstrip("_") or stem
-                return method, name, int(labels[name])
+                return method, name, list(labels[name])
         raise DeepLSMError(f"map {stem!r} matches none of the --labels names {', '.join(labels)}")
     m = _OUTPUT_RE.search(stem)
     if m:
         output = m.group(1)
         label = int(re.search(r"\d+$", output).group(0))
         method = stem[: m.start(1)].rstrip("_") or stem
-        return method, output, label
+        return method, output, [label]
     if len(available) == 1:
-        return stem, f"label_{available[0]}", int(available[0])
+        return stem, f"label_{available[0]}", [int(available[0])]
     raise DeepLSMError(
         f"cannot tell which ROI map {stem!r} is for: name it ..._score_K (K = label) or pass "
         "labels (--labels NAME=K,...)"
     )
 
 
-def evaluate_maps(maps, truth, *, labels: Mapping[str, int] | None = None, mask=None,
-                  n_thresholds: int = N_THRESHOLDS) -> dict:
+def _plus(labels: Sequence[int]) -> str:
+    return "+".join(map(str, labels))
+
+
+def evaluate_maps(maps, truth, *, labels: Mapping[str, int | Sequence[int]] | None = None,
+                  mask=None, n_thresholds: int = N_THRESHOLDS) -> dict:
     """Score many maps against the ROIs of a truth image.
 
-    Matching maps to ROIs: with ``labels`` (output name -> label), a map named
-    ``{method}_{name}.nii[.gz]`` is scored against label ``labels[name]``. Without it the file
-    name's trailing number is the label (``ig_score_2`` -> label 2, method ``ig``, output
-    ``score_2``); when the truth has a single ROI, maps without a trailing number are scored
-    against it.
+    Matching maps to ROIs: with ``labels`` (output name -> label, or list of labels), a map
+    named ``{method}_{name}.nii[.gz]`` is scored against label ``labels[name]``, or against the
+    union of the labels listed (a score driven by several regions). Without it the file name's
+    trailing number is the label (``ig_score_2`` -> label 2, method ``ig``, output ``score_2``);
+    when the truth has a single ROI, maps without a trailing number are scored against it.
 
     Parameters
     ----------
@@ -470,36 +594,49 @@ def evaluate_maps(maps, truth, *, labels: Mapping[str, int] | None = None, mask=
         A folder is read non-recursively (``*.nii``, ``*.nii.gz``).
     truth : path or image
         3D label image (0 = background, 1..k = ROIs), or a 4D stack with one ROI per volume.
-    labels : mapping of str -> int or None
+    labels : mapping of str -> int or list of int, or None
+        Every label must be in the truth.
     mask : see :func:`evaluate_map`
     n_thresholds : int, default=1000
 
     Returns
     -------
-    dict with ``results`` (method -> output -> metrics), ``mask``, ``matching``, ``labels``,
-    ``definitions`` (how each metric is defined) and ``metrics_version``.
+    dict with ``results`` (method -> output -> metrics, each with its ``label``: an integer, or
+    the list of labels whose union was the ROI), ``mask``, ``matching``, ``labels`` (label ->
+    voxels), ``truth_labels`` (output -> the list of labels used), ``definitions`` (how each
+    metric is defined) and ``metrics_version``.
     """
     files = _map_files(maps)
     ref, rois = _truth_rois(truth)
+    wanted = None if not labels else {str(k): label_list(str(k), v) for k, v in labels.items()}
+    for name, ks in (wanted or {}).items():
+        missing = [k for k in ks if k not in rois]
+        if missing:
+            raise DeepLSMError(f"labels {name}={_plus(ks)}: the truth has no label "
+                               f"{', '.join(map(str, missing))} (it has {', '.join(map(str, sorted(rois)))})")
     results: dict[str, dict[str, dict]] = {}
+    used: dict[str, list[int]] = {}
     masks = {}
     for f in files:
         stem = _NIFTI_RE.sub("", f.name)
-        method, output, label = _match(stem, labels, sorted(rois))
-        if label not in rois:
-            raise DeepLSMError(f"map {f.name} is for label {label}, but the truth has labels "
+        method, output, ks = _match(stem, wanted, sorted(rois))
+        if any(k not in rois for k in ks):
+            raise DeepLSMError(f"map {f.name} is for label {_plus(ks)}, but the truth has labels "
                                f"{', '.join(map(str, sorted(rois)))}")
-        roi_img = nib.Nifti1Image(rois[label].astype(np.uint8), ref.affine)
+        roi = rois[ks[0]] if len(ks) == 1 else np.logical_or.reduce([rois[k] for k in ks])
+        roi_img = nib.Nifti1Image(roi.astype(np.uint8), ref.affine)
         res = evaluate_map(f, roi_img, mask, n_thresholds=n_thresholds)
         res["file"] = str(f)
-        res["label"] = label
+        res["label"] = ks[0] if len(ks) == 1 else ks
         masks[res["mask"]["kind"]] = res["mask"]
         results.setdefault(method, {})[output] = res
+        used[output] = ks
     return {
         "results": results,
         "mask": "; ".join(f"{k}" for k in masks) + " (all metrics are restricted to the mask)",
         "matching": "labels mapping" if labels else "trailing number of the map name = ROI label",
         "labels": {str(k): int(v.sum()) for k, v in rois.items()},
+        "truth_labels": used,
         "definitions": DEFINITIONS,
         "metrics_version": METRICS_VERSION,
     }

@@ -1,7 +1,10 @@
 """Figures of the study report (the paper's Figs. 2-4, 7, 9, A.1, A.2), as PNG bytes.
 
-Brain images are drawn with nilearn on its bundled MNI152 template, at the coronal slices
-through the ROI centres, as in the paper.
+Brain images are drawn with nilearn on its bundled MNI152 template, at coronal slices through
+the centres of the ground truth, as in the paper. A score's truth is the union of its labels
+(``truths``: score -> labels, see :meth:`deeplsm.study.Study.truth_per_score`), outlined in the
+score's colour; a truth of several separate regions (``and``, ``or``, ``mixture``, a broken
+``tract``) gets a slice through each region's centre (up to :data:`MAX_CUTS` per score).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import pandas as pd
 from sklearn.metrics import r2_score
 
 ROI_COLOURS = ("lime", "cyan", "magenta", "yellow", "orange", "white")
+#: Slices through at most this many regions of one score's truth (its largest).
+MAX_CUTS = 3
 
 
 def _png(fig) -> bytes:
@@ -35,27 +40,78 @@ def _template():
     return load_mni152_template(resolution=2)
 
 
-def _roi_img(labels_img: nib.Nifti1Image, k: int) -> nib.Nifti1Image:
-    data = (np.asarray(labels_img.dataobj) == k).astype(np.float32)
+def truth_img(labels_img: nib.Nifti1Image, labels: Sequence[int]) -> nib.Nifti1Image:
+    """The union of ``labels`` of a label image, as a 0/1 float image (a score's truth)."""
+    data = np.isin(np.asarray(labels_img.dataobj), list(labels)).astype(np.float32)
     return nib.Nifti1Image(data, labels_img.affine)
 
 
+def truth_cuts(labels_img: nib.Nifti1Image, labels: Sequence[int], *,
+               max_cuts: int = MAX_CUTS) -> list[float]:
+    """Coronal (y, mm) slices through the centres of the regions of a score's truth: one per
+    connected component, the largest ``max_cuts`` ones, ascending; centres less than a voxel
+    apart in y share a slice."""
+    from deeplsm.evaluate import truth_centres
+
+    centres = truth_centres(truth_img(labels_img, labels).get_fdata() > 0, labels_img.affine)
+    return _distinct([float(c[1]) for c in centres[:max_cuts]], _voxel_y(labels_img))
+
+
+def _voxel_y(img: nib.Nifti1Image) -> float:
+    return float(np.linalg.norm(img.affine[:3, 1])) or 1.0
+
+
+def _distinct(ys: Sequence[float], tol: float) -> list[float]:
+    out: list[float] = []
+    for y in sorted(ys):
+        if not out or y - out[-1] >= tol:
+            out.append(y)
+    return out
+
+
+def _all_cuts(labels_img: nib.Nifti1Image, truths: Mapping[str, Sequence[int]]) -> list[float]:
+    ys = [y for labels in truths.values() for y in truth_cuts(labels_img, labels)]
+    return _distinct(ys, _voxel_y(labels_img))
+
+
+def _outline(display, labels_img: nib.Nifti1Image, truths: Mapping[str, Sequence[int]],
+             width: float = 1.5) -> list:
+    """Outline each score's truth in its colour; return legend handles."""
+    from matplotlib.lines import Line2D
+
+    handles = []
+    for k, (name, labels) in enumerate(truths.items()):
+        colour = ROI_COLOURS[k % len(ROI_COLOURS)]
+        display.add_contours(truth_img(labels_img, labels), levels=[0.5], colors=[colour],
+                             linewidths=width)
+        handles.append(Line2D([0], [0], color=colour, lw=2,
+                              label=f"{name} ({'+'.join(map(str, labels))})"))
+    return handles
+
+
+def _legend(fig, handles: list) -> None:
+    if handles:
+        fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.02),
+                   ncol=min(len(handles), 4), fontsize=8, frameon=True, facecolor="0.35",
+                   edgecolor="0.35", title="truth of each score (its labels)", title_fontsize=8)
+
+
 def frequency_figure(freq_img: nib.Nifti1Image, labels_img: nib.Nifti1Image,
-                     centres_mm: Sequence[Sequence[float]]) -> bytes:
-    """Fig. 2: lesion frequency map with the ROI outlines, at each ROI centre's coronal slice."""
+                     truths: Mapping[str, Sequence[int]]) -> bytes:
+    """Fig. 2: lesion frequency map with each score's truth outlined (the union of its labels),
+    at the coronal slices through the truths' centres."""
     from nilearn import plotting
 
-    fig = plt.figure(figsize=(3.2 * max(1, len(centres_mm)), 3.4))
+    cuts = _all_cuts(labels_img, truths)
+    fig = plt.figure(figsize=(3.2 * max(1, len(cuts)), 3.4))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         display = plotting.plot_stat_map(
-            freq_img, bg_img=_template(), display_mode="y",
-            cut_coords=[float(c[1]) for c in centres_mm], cmap="hot", colorbar=True,
-            figure=fig, title="lesion frequency (subjects) and ROIs", black_bg=True,
+            freq_img, bg_img=_template(), display_mode="y", cut_coords=cuts, cmap="hot",
+            colorbar=True, figure=fig, title="lesion frequency (subjects) and ground truth",
+            black_bg=True,
         )
-        for k in range(1, len(centres_mm) + 1):
-            display.add_contours(_roi_img(labels_img, k), levels=[0.5],
-                                 colors=[ROI_COLOURS[(k - 1) % len(ROI_COLOURS)]], linewidths=1.5)
+        _legend(fig, _outline(display, labels_img, truths))
     return _png(fig)
 
 
@@ -75,21 +131,20 @@ def score_histograms(scores: pd.DataFrame) -> bytes:
 
 
 def example_subject_figure(lesion_img: nib.Nifti1Image, labels_img: nib.Nifti1Image,
-                           centres_mm: Sequence[Sequence[float]], scores: Mapping[str, float],
+                           truths: Mapping[str, Sequence[int]], scores: Mapping[str, float],
                            subject: str) -> bytes:
-    """Fig. 4: one subject's lesions with the ROI outlines and its scores."""
+    """Fig. 4: one subject's lesions with each score's truth outlined, and its scores."""
     from nilearn import plotting
 
-    fig = plt.figure(figsize=(3.2 * max(1, len(centres_mm)), 3.4))
+    cuts = _all_cuts(labels_img, truths)
+    fig = plt.figure(figsize=(3.2 * max(1, len(cuts)), 3.4))
     title = f"{subject}: " + ", ".join(f"{k} = {v:.3f}" for k, v in scores.items())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         display = plotting.plot_roi(lesion_img, bg_img=_template(), display_mode="y",
-                                    cut_coords=[float(c[1]) for c in centres_mm], cmap="autumn",
-                                    figure=fig, title=title, black_bg=True)
-        for k in range(1, len(centres_mm) + 1):
-            display.add_contours(_roi_img(labels_img, k), levels=[0.5],
-                                 colors=[ROI_COLOURS[(k - 1) % len(ROI_COLOURS)]], linewidths=1.5)
+                                    cut_coords=cuts, cmap="autumn", figure=fig, title=title,
+                                    black_bg=True)
+        _legend(fig, _outline(display, labels_img, truths))
     return _png(fig)
 
 
@@ -118,34 +173,52 @@ def prediction_scatter(predictions: Mapping[str, pd.DataFrame], outputs: Sequenc
 
 
 def maps_figure(maps: Mapping[str, Mapping[str, str]], labels_img: nib.Nifti1Image,
-                centres_mm: Sequence[Sequence[float]], outputs: Sequence[str]) -> bytes:
-    """Fig. 7: each method's group map (rows) for each score (columns) at its ROI-centre slice."""
+                truths: Mapping[str, Sequence[int]], outputs: Sequence[str]) -> bytes:
+    """Fig. 7: each method's group map (rows) for each score (columns), at the coronal slices
+    through the centres of that score's truth, outlined (the union of its labels). A score
+    without a truth is cut through its first method's maximum."""
     from nilearn import plotting
 
     methods = list(maps)
-    fig, axes = plt.subplots(len(methods), len(outputs),
-                             figsize=(2.6 * len(outputs), 2.4 * len(methods)), squeeze=False)
+    cuts = {}
+    for name in outputs:
+        if name in truths:
+            cuts[name] = truth_cuts(labels_img, truths[name])
+        else:
+            first = next((maps[m][name] for m in methods if name in maps[m]), None)
+            cuts[name] = [] if first is None else [_peak_y(first)]
+    widths = [max(1, len(cuts[n])) for n in outputs]
+    fig, axes = plt.subplots(len(methods), len(outputs), squeeze=False,
+                             figsize=(2.6 * sum(widths), 2.4 * len(methods)),
+                             gridspec_kw={"width_ratios": widths})
     bg = _template()
     for i, method in enumerate(methods):
         for j, name in enumerate(outputs):
             ax = axes[i, j]
             path = maps[method].get(name)
-            if path is None or j >= len(centres_mm):
+            if path is None or not cuts[name]:
                 ax.axis("off")
                 continue
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                d = plotting.plot_stat_map(path, bg_img=bg, display_mode="y",
-                                           cut_coords=[float(centres_mm[j][1])], axes=ax,
-                                           colorbar=False, annotate=False, cmap="hot",
+                d = plotting.plot_stat_map(path, bg_img=bg, display_mode="y", cut_coords=cuts[name],
+                                           axes=ax, colorbar=False, annotate=False, cmap="hot",
                                            vmin=0, vmax=1, black_bg=True)
-                d.add_contours(_roi_img(labels_img, j + 1), levels=[0.5], colors=["lime"],
-                               linewidths=1.0)
+                if name in truths:
+                    d.add_contours(truth_img(labels_img, truths[name]), levels=[0.5],
+                                   colors=["lime"], linewidths=1.0)
             if j == 0:
                 ax.set_title(method, fontsize=9, loc="left", color="black")
             if i == 0:
                 ax.text(0.5, 1.12, name, transform=ax.transAxes, ha="center", fontsize=10)
     return _png(fig)
+
+
+def _peak_y(path: str) -> float:
+    img = nib.load(path)
+    data = np.nan_to_num(np.asarray(img.dataobj, dtype=np.float64))
+    ijk = np.unravel_index(int(np.argmax(data)), data.shape[:3])
+    return float((img.affine[:3, :3] @ np.asarray(ijk, float) + img.affine[:3, 3])[1])
 
 
 def pr_figure(curves: Mapping[str, Mapping[str, dict]], outputs: Sequence[str]) -> bytes:

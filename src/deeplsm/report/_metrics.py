@@ -6,6 +6,7 @@
      "localization": {"<method>": {"<score>": {"pr_auc", "average_precision", "pr_auc_trapezoid",
                                                 "prevalence", "cdc", "dice_best",
                                                 "peak_distance_mm", "com_distance_mm"}}},
+     "truth_labels": {"<score>": [label, ...]} | null,
      "timings_s": {"<stage>": seconds}, "config": {...}, "versions": {...}}
 
 ``<method>`` is ``multi_ig``, ``multi_gradshap``, ``multi_occlusion``, ``single_*``, ``vlsm``,
@@ -14,8 +15,9 @@ squared Pearson r (the paper's measure, blind to scale and offset), ``r2`` is sc
 ``r2_score`` (coefficient of determination, which also penalises miscalibration). Ridge and SVR-LSM
 are fitted on the CNN's train + validation subjects. ``pr_auc`` is step-wise average precision
 (``average_precision`` holds the same number); ``pr_auc_trapezoid`` is the trapezoid area of the
-paper's figure (see ``deeplsm.evaluate``). Every number comes from this run's stages, matched by key
-(see :func:`build_metrics`).
+paper's figure (see ``deeplsm.evaluate``). ``truth_labels`` says which labels of the truth image
+were each score's ground truth (their union), ``null`` without one. Every number comes from this
+run's stages, matched by key (see :func:`build_metrics`).
 """
 
 from __future__ import annotations
@@ -74,14 +76,16 @@ def build_metrics(study: Study) -> dict:
             for name, m in test.items()
         }
     localization: dict[str, dict] = {}
+    truth_labels = None
     ev_path = study.out / "evaluation.json"
     key = study.keys.get("evaluate")
     if key is not None and ev_path.exists():
         ev = json.loads(ev_path.read_text())
         if ev.get("key") == key:
+            truth_labels = ev.get("truth_labels")
             wanted = study.map_methods()
             for method, per_output in ev["results"].items():
                 if method in wanted:
                     localization[method] = {out: {k: m.get(k) for k in METRIC_KEYS}
                                             for out, m in per_output.items()}
-    return {"prediction": prediction, "localization": localization}
+    return {"prediction": prediction, "localization": localization, "truth_labels": truth_labels}

@@ -27,8 +27,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("deeplsm")
 
-#: The paper's Tables IV-VII (TRACE-VCI, 822 subjects), for side-by-side reading.
-PAPER = {
+#: The paper's simulated scores, by name: score k is the lesioned fraction of ROI k.
+PAPER_SCORES = ("score_1", "score_2", "score_3")
+#: The paper's Tables IV-VII (TRACE-VCI, 822 subjects): metric -> method -> score -> value.
+PAPER = {metric: {method: dict(zip(PAPER_SCORES, values, strict=True)) for method, values in table.items()}
+         for metric, table in {
     "mse": {"single": [0.0079, 0.0064, 0.0050], "multi": [0.0061, 0.0034, 0.0066]},
     "r2_pearson": {"single": [0.93, 0.84, 0.93], "multi": [0.94, 0.94, 0.97]},
     "pr_auc_trapezoid": {"single_gradshap": [0.1568, 0.089, 0.0236], "single_ig": [0.1526, 0.0709, 0.1042],
@@ -39,7 +42,39 @@ PAPER = {
             "single_occlusion": [0.2039, 0.1481, 0.2724],
             "multi_gradshap": [0.0798, 0.0602, 0.1059], "multi_ig": [0.0944, 0.0727, 0.1499],
             "multi_occlusion": [0.1984, 0.1656, 0.2772]},
-}
+}.items()}
+
+
+def paper_values(study: Study) -> dict | None:
+    """:data:`PAPER` when ``study``'s scores are the paper's simulated ones, else ``None``.
+
+    That is: simulated under the ``linear`` scenario with 3 ROIs, no weights, noise or
+    lesion-volume confound, scores named ``score_1..3``, and score k's truth ROI k. The values
+    are then matched by score name; for any other scores (a CSV, another scenario, other names)
+    the report shows none, so no number of the paper stands beside a different score.
+    """
+    s = study.config["scores"]
+    if s["source"] != "simulate" or s["scenario"] != "linear" or s["n_rois"] != len(PAPER_SCORES) \
+            or s["weights"] is not None or s["noise"] or s["volume_weight"]:
+        return None
+    if tuple(_score_names(study)) != PAPER_SCORES:
+        return None
+    sim_json = study.sim_dir / "simulation.json"
+    truth = json.loads(sim_json.read_text()).get("truth_labels") if sim_json.exists() else None
+    if truth != {name: [k] for k, name in enumerate(PAPER_SCORES, 1)}:
+        return None
+    return PAPER
+
+
+def _paper_cell(values: dict | None, outputs: list[str], digits: int):
+    if not values:
+        return "–"
+    return _paper(" / ".join(f"{values[n]:.{digits}f}" if n in values else "–" for n in outputs))
+
+
+def _paper_header(outputs: list[str]) -> str:
+    return f"paper ({' / '.join(outputs)})"
+
 
 CSS = """
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -154,23 +189,23 @@ PREDICTION_INTRO = (
     "Test split of the CNNs. Ridge and SVR-LSM are fitted on the CNN's train + validation subjects "
     "(ridge's penalty by leave-one-out on them) and predict its test subjects. r²: squared Pearson "
     "correlation (the paper's measure; blind to scale and offset). R²: coefficient of determination "
-    "(scikit-learn r2_score; also penalises miscalibration). Bold: best per column. Grey: the "
-    "paper's values.")
+    "(scikit-learn r2_score; also penalises miscalibration). Bold: best per column.")
+#: Added where the paper's values are shown (see :func:`paper_values`).
+PAPER_NOTE = " Grey: the paper's values, by score name."
 
 
-def _prediction_tables(pred: dict, outputs: list[str]) -> list[dict]:
+def _prediction_tables(pred: dict, outputs: list[str], paper: dict | None = None) -> list[dict]:
     """Tables IV (MSE) and V (r² with p, R²): one row per predictive method, the best per column
-    in bold, the paper's values in grey."""
+    in bold, and with ``paper`` (see :func:`paper_values`) the paper's values in grey."""
     methods = list(pred)
     rows, vals = [], []
     for method in methods:
         v = [pred[method].get(n, {}).get("mse") for n in outputs]
-        paper = PAPER["mse"].get(method)
-        rows.append([method, *[_fmt(x, 4) for x in v],
-                     _paper(" / ".join(f"{x:.4f}" for x in paper)) if paper else "–"])
+        extra = [_paper_cell(paper["mse"].get(method), outputs, 4)] if paper else []
+        rows.append([method, *[_fmt(x, 4) for x in v], *extra])
         vals.append(v)
-    mse = _table(["method", *outputs, "paper (1/2/3)"], rows, _best_rows(vals, lower_better=True),
-                 title="MSE (Table IV)")
+    mse = _table(["method", *outputs, *([_paper_header(outputs)] if paper else [])], rows,
+                 _best_rows(vals, lower_better=True), title="MSE (Table IV)")
     rows, vals = [], []
     for method in methods:
         row, v = [method], []
@@ -178,11 +213,12 @@ def _prediction_tables(pred: dict, outputs: list[str]) -> list[dict]:
             m = pred[method].get(n, {})
             row += [f"{_fmt(m.get('r2_pearson'), 3)} (p {_fmt(m.get('p_value'), 3)})", _fmt(m.get("r2"), 3)]
             v += [m.get("r2_pearson"), m.get("r2")]
-        paper = PAPER["r2_pearson"].get(method)
-        row.append(_paper(" / ".join(f"{x:.2f}" for x in paper)) if paper else "–")
+        if paper:
+            row.append(_paper_cell(paper["r2_pearson"].get(method), outputs, 2))
         rows.append(row)
         vals.append(v)
-    header = ["method", *[h for n in outputs for h in (f"{n} r² (p)", f"{n} R²")], "paper r² (1/2/3)"]
+    header = ["method", *[h for n in outputs for h in (f"{n} r² (p)", f"{n} R²")],
+              *([f"paper r² ({' / '.join(outputs)})"] if paper else [])]
     r2 = _table(header, rows, _best_rows(vals, lower_better=False),
                 title="Squared Pearson r with p-value, and R² (Table V)")
     return [mse, r2]
@@ -208,25 +244,21 @@ def write_report(study: Study, metrics: dict) -> Path:
                   "shape": "×".join(map(str, cohort.shape)), "voxel_size": f"{cohort.voxel_size[0]:.3g}",
                   "outputs": outputs, "reading": _reading(metrics, outputs)}
 
-    truth = study.truth_path
-    sim_json = study.sim_dir / "simulation.json"
-    centres_mm = json.loads(sim_json.read_text())["centres_mm"] if sim_json.exists() else None
-    if truth is not None and centres_mm is None:
-        lab = np.asarray(nib.load(truth).dataobj)
-        centres_mm = [list(cohort.affine[:3, :3] @ np.argwhere(lab == k).mean(0) + cohort.affine[:3, 3])
-                      for k in range(1, int(lab.max()) + 1)]
-    labels_img = nib.load(truth) if truth is not None else None
+    truth, truths = study.truth_per_score()
+    labels_img = nib.load(truth) if truth is not None and truths else None
+    paper = paper_values(study)
+    page["paper"] = paper is not None
 
     cohort_figs = []
     if labels_img is not None:
         cohort_figs.append(_figure(figs.frequency_figure(
-            cohort.to_img(cohort.frequency_map(), np.float32), labels_img, centres_mm), "frequency map"))
+            cohort.to_img(cohort.frequency_map(), np.float32), labels_img, truths), "frequency map"))
     cohort_figs.append(_figure(figs.score_histograms(scores), "score distributions"))
     if labels_img is not None:
         best = scores.sum(axis=1).idxmax()
         i = cohort.subject_ids.index(best)
         cohort_figs.append(_figure(figs.example_subject_figure(
-            cohort.to_img(cohort.data[i], np.float32), labels_img, centres_mm,
+            cohort.to_img(cohort.data[i], np.float32), labels_img, truths,
             scores.loc[best].to_dict(), best), "example subject"))
     page["cohort_figures"] = cohort_figs
 
@@ -240,7 +272,8 @@ def write_report(study: Study, metrics: dict) -> Path:
                 curves.append({"mode": mode, **_figure(lc.read_bytes(), f"learning curves {mode}")})
         preds = {m: pd.read_csv(p) for m, p in _prediction_files(study, pred).items()}
         scatter = _figure(figs.prediction_scatter(preds, outputs), "predicted vs true") if preds else None
-        page["prediction"] = {"intro": PREDICTION_INTRO, "tables": _prediction_tables(pred, outputs),
+        page["prediction"] = {"intro": PREDICTION_INTRO + (PAPER_NOTE if paper else ""),
+                              "tables": _prediction_tables(pred, outputs, paper),
                               "learning_curves": curves, "scatter": scatter}
 
     loc = metrics.get("localization", {})
@@ -251,8 +284,11 @@ def write_report(study: Study, metrics: dict) -> Path:
         for key, title in (("pr_auc", "PR-AUC: step-wise average precision (headline)"),
                            ("pr_auc_trapezoid", "PR-AUC, trapezoid (the paper's Table VI; reference only)"),
                            ("cdc", "Continuous Dice (Table VII)"), ("dice_best", "Best-F1 Dice"),
-                           ("peak_distance_mm", "Peak distance to ROI centre (mm)"),
-                           ("com_distance_mm", "Centre-of-mass distance to ROI centre (mm)")):
+                           ("peak_distance_mm", "Peak distance to the truth's centre, or its "
+                                                "nearest region's (mm)"),
+                           ("com_distance_mm", "Centre-of-mass distance to the truth's centre, "
+                                               "region by region (mm)")):
+            shown = paper is not None and key in paper
             rows, vals = [], []
             for method in methods:
                 row, v = [method], []
@@ -260,23 +296,23 @@ def write_report(study: Study, metrics: dict) -> Path:
                     x = loc[method].get(name, {}).get(key)
                     row.append(_fmt(x, 3 if "distance" not in key else 1))
                     v.append(x)
-                if key in PAPER and method in PAPER[key]:
-                    row.append(_paper(" / ".join(f"{p:.3f}" for p in PAPER[key][method])))
-                elif key in PAPER:
-                    row.append("–")
+                if shown:
+                    row.append(_paper_cell(paper[key].get(method), outputs, 3))
                 rows.append(row)
                 vals.append(v)
             best = _best_rows(vals, lower_better="distance" in key)
-            header = ["method", *outputs] + (["paper (1/2/3)"] if key in PAPER else [])
+            header = ["method", *outputs] + ([_paper_header(outputs)] if shown else [])
             tables.append(_table(header, rows, best, title=title))
         maps = None
         if labels_img is not None:
             map_paths = {m: p for m, p in _map_paths(study).items() if m in loc}  # this run's only
             if map_paths:
-                maps = _figure(figs.maps_figure(map_paths, labels_img, centres_mm, outputs), "group maps")
+                maps = _figure(figs.maps_figure(map_paths, labels_img, truths, outputs), "group maps")
         ev = json.loads((out / "evaluation.json").read_text())["results"]
         page["localization"] = {"note": PR_AUC_PARAGRAPH, "tables": tables, "maps": maps,
-                                "pr": _figure(figs.pr_figure(ev, outputs), "PR curves")}
+                                "truth": _truth_note(truths or {}, outputs, paper),
+                                "pr": _figure(figs.pr_figure(ev, [n for n in outputs if n in (truths or {})]),
+                                              "PR curves")}
 
     this_run = study.map_methods()  # not maps an earlier configuration left on disk
     page["clusters"] = Markup(clusters_html(
@@ -290,6 +326,24 @@ def write_report(study: Study, metrics: dict) -> Path:
     with atomic_path(out / "README.txt") as tmp:
         tmp.write_text(README_TXT)
     return out / "report.html"
+
+
+def _truth_note(truths: dict[str, list[int]], outputs: list[str], paper: dict | None) -> str:
+    """Which labels of ``simulation/rois.nii.gz`` are each score's truth, and where the paper's
+    values are."""
+    parts = [f"{n} = label{'s' if len(truths[n]) > 1 else ''} {'+'.join(map(str, truths[n]))}"
+             for n in outputs if n in truths]
+    text = ("Ground truth of each score, the union of these labels of simulation/rois.nii.gz: "
+            + "; ".join(parts) + ".")
+    left = [n for n in outputs if n not in truths]
+    if left:
+        text += f" No ground truth for {', '.join(left)}."
+    text += (" Distances to a truth of several regions are measured region by region (see "
+             "evaluation.json's definitions).")
+    if paper is None:
+        text += (" The paper's values are shown only for its own simulated scores (linear "
+                 "scenario, score_1..3 from 3 ROIs, no weights, noise or volume confound).")
+    return text
 
 
 def _map_paths(study: Study) -> dict[str, dict[str, str]]:
@@ -330,8 +384,10 @@ stages/<stage>.json         finished stages and their cache keys (delete one to 
 cohort/cohort.lesions.npz   the lesion maps on the analysis grid (deeplsm cache; load with
                             deeplsm.cohort.LesionCohort.load)
 simulation/scores.csv       subject,score_1..score_k
-simulation/rois.nii.gz      ground-truth ROIs (label k = ROI of score k), analysis grid
-simulation/simulation.json  ROI centres (voxels and MNI mm) and simulation parameters
+simulation/rois.nii.gz      ground-truth ROI labels, analysis grid; a score's truth is the union
+                            of its labels (metrics.json and evaluation.json: truth_labels)
+simulation/simulation.json  ROI centres (voxels and MNI mm), truth_labels and simulation
+                            parameters (simulated scores only)
 
 train/multi/, train/single/ run folders of the CNNs (config.json, split.csv, checkpoints/,
                             metrics.json, predictions.csv, learning_curves.png, logs/)

@@ -49,6 +49,7 @@ from deeplsm.classical.vlsm import TESTS as VLSM_TESTS
 from deeplsm.cohort import Grid
 from deeplsm.exceptions import DeepLSMError
 from deeplsm.simulate._scenarios import SCENARIOS
+from deeplsm.study._truth import TruthLabels
 from deeplsm.train._presets import PRESETS, HyperparameterOverrides
 
 
@@ -121,7 +122,8 @@ class ScoresSettings(_Section):
     source: PathStr = "simulate"  # "simulate" or a CSV/TSV path
     scenario: Literal[SCENARIOS] = "linear"  # linear, mixture, and, or, threshold, tract
     columns: OneOrMore(NonEmptyStr) | None = None  # CSV only: which score columns
-    truth: PathStr | None = None  # CSV only: a ROI label image (label k <-> k-th score) to score maps
+    truth: PathStr | None = None  # CSV only: a ROI label image to score maps against
+    truth_labels: TruthLabels | None = None  # CSV with truth: {score: label or [labels]}, by name
     n_rois: PositiveInt = 3
     roi_size: PositiveInt = 4  # voxels, smaller than the grid (13.2 mm at 3.3 mm, the paper's 8 x 1.67)
     roi_size_mm: PositiveFloat | None = None

@@ -51,6 +51,7 @@ from deeplsm.study._config import (
     svr_params,
     vlsm_params,
 )
+from deeplsm.study._truth import check_truth_settings, image_labels, resolve_truth_labels
 
 log = logging.getLogger("deeplsm")
 
@@ -94,6 +95,7 @@ class Study:
         self.skipped: list[str] = []
         self.ran: list[str] = []
         self._atlas = None
+        self.truth_labels: dict[str, list[int]] | None = None
 
     # --- stage bookkeeping ----------------------------------------------------------------
     def _record_path(self, name: str) -> Path:
@@ -230,6 +232,7 @@ class Study:
         for sec in ("models", "explain"):  # a missing GPU is an error before any work
             resolve_device(cfg[sec].get("device", "auto"), what=f"{sec}.device")
         self._atlas = self.atlas()  # a bad atlas fails now, not after training
+        check_truth_settings(cfg["scores"])  # which labels are which score's truth, by name
         self.out.mkdir(parents=True, exist_ok=True)
         write_marker(self.out, owns=STUDY_LAYOUT, command="study")
         clean_stale_temps(self.out, recursive=True)
@@ -238,8 +241,10 @@ class Study:
         self._stage("cohort", k_cohort, self._make_cohort, ["cohort/cohort.lesions.npz"])
         if grid is None:  # the lesions' own grid: check before anything is trained
             check_grid(cfg, self.load_cohort().grid)
-        k_sim = _key("simulate", k_cohort, cfg["scores"])
+        # truth_labels only says how maps are scored: the evaluate stage's key holds it
+        k_sim = _key("simulate", k_cohort, {k: v for k, v in cfg["scores"].items() if k != "truth_labels"})
         self._stage("simulate", k_sim, self._make_scores, ["simulation"])
+        self.truth_labels = self._resolve_truth()  # labels lost on the analysis grid: now
         model_cfg = {k: cfg["models"][k] for k in ("preset", "seed", "overrides", "weights")}
         for mode in cfg["models"]["modes"]:
             extra = cfg["models"]["single_overrides"] if mode == "single" else {}
@@ -256,8 +261,8 @@ class Study:
         if self.truth_path is not None:
             from deeplsm.evaluate import METRICS_VERSION
 
-            self._stage("evaluate", _key("evaluate", upstream, METRICS_VERSION), self._evaluate,
-                        ["evaluation.json"])
+            self._stage("evaluate", _key("evaluate", upstream, METRICS_VERSION, self.truth_labels),
+                        self._evaluate, ["evaluation.json"])
         else:  # no ground truth in this run: an earlier run's evaluation must not linger
             for stale in (self.out / "evaluation.json", self._record_path("evaluate")):
                 stale.unlink(missing_ok=True)
@@ -439,7 +444,12 @@ class Study:
         res: dict = {}
         truth, labels = self.truth_per_score()
         for folder, prefix in self.map_folders():
-            res = evaluate_maps(folder, truth, labels=labels)
+            # only the maps of scores with a truth (truth_labels may leave scores out)
+            files = [f for f in sorted(folder.glob("*.nii*"))
+                     if any(f.name.split(".nii")[0].endswith("_" + n) for n in labels)]
+            if not files:
+                continue
+            res = evaluate_maps(files, truth, labels=labels)
             for method, per_output in res["results"].items():
                 if f"{prefix}{method}" in wanted:  # not maps an earlier config left behind
                     results[f"{prefix}{method}"] = per_output
@@ -447,7 +457,7 @@ class Study:
         write_json(self.out / "evaluation.json", {
             "key": self.keys["evaluate"],
             "upstream": {s: self.keys[s] for s in STAGES if s in self.keys and s != "evaluate"},
-            "results": results, "definitions": res.get("definitions"),
+            "results": results, "truth_labels": labels, "definitions": res.get("definitions"),
             "metrics_version": res.get("metrics_version")})
 
     def map_methods(self) -> set[str]:
@@ -480,23 +490,38 @@ class Study:
                 if (self.out / "classical" / method / "summary.json").is_file():
                     write_cluster_tables(self.out / "classical" / method, atlas)
 
-    def truth_per_score(self):
-        """The truth image and score -> label mapping that :func:`evaluate_maps` needs.
+    def _resolve_truth(self) -> dict[str, list[int]] | None:
+        """:meth:`truth_per_score`'s mapping, with a log line naming the scores it leaves out."""
+        mapping = self.truth_per_score()[1]
+        left_out = [n for n in self._scores().columns if mapping is not None and n not in mapping]
+        if left_out:
+            log.info("no ground truth for %s (not in scores.truth_labels): their maps are not scored",
+                     ", ".join(left_out))
+        return mapping
 
-        When ``simulation.json`` records ``truth_labels`` (score -> the labels that drive it),
-        each score's truth is the union of its labels, given as one volume per score of a 4D
-        stack; otherwise the label image itself, with the map name's trailing number as label.
+    def truth_per_score(self) -> tuple[Path | None, dict[str, list[int]] | None]:
+        """The truth image and the labels of it that are each score's truth (their union).
+
+        Matched by name (see :mod:`deeplsm.study._truth`): ``scores.truth_labels``, else the
+        simulation's record (``simulation.json``), else the trailing number of each score's
+        name, else one score and one label; anything else is an error asking for
+        ``scores.truth_labels``. Scores without an entry have no truth. ``(None, None)``
+        without a truth image.
         """
-        sim_json = self.sim_dir / "simulation.json"
-        mapping = json.loads(sim_json.read_text()).get("truth_labels") if sim_json.exists() else None
-        if not mapping:
-            return self.truth_path, None
+        truth = self.truth_path
+        if truth is None:
+            return None, None
         import nibabel as nib
 
-        img = nib.load(self.truth_path)
-        lab = np.asarray(img.dataobj)
-        stack = np.stack([np.isin(lab, ks) for ks in mapping.values()], axis=-1).astype(np.uint8)
-        return nib.Nifti1Image(stack, img.affine), {name: j + 1 for j, name in enumerate(mapping)}
+        sim_json = self.sim_dir / "simulation.json"
+        simulated = json.loads(sim_json.read_text()).get("truth_labels") if sim_json.exists() else None
+        s = self.config["scores"]
+        given = s.get("truth_labels") if s["source"] != "simulate" else None
+        present = image_labels(np.asarray(nib.load(truth).dataobj))
+        names = list(pd.read_csv(self.sim_dir / "scores.csv", nrows=0).columns[1:])
+        mapping, _ = resolve_truth_labels(names, present, given=given, simulated=simulated,
+                                          image="the truth image on the analysis grid")
+        return truth, mapping
 
     def map_folders(self) -> list[tuple[Path, str]]:
         """Folders of normalised maps to score, with the method-name prefix they get."""
