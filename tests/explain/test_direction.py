@@ -118,7 +118,7 @@ def test_reversed_network_with_lower_is_worse_gives_the_same_maps(tmp_path, rng,
 def test_two_sided_and_per_output_directions(tmp_path, rng, monkeypatch):
     """A mapping sets each output's direction (the others keep the default); two_sided is the
     absolute value of the sum, worked out here from the written sums."""
-    run, fake = make_fake_run(tmp_path / "run", rng, multi=True)
+    _, fake = make_fake_run(tmp_path / "run", rng, multi=True)
     monkeypatch.setitem(sys.modules, "deeplsm.train", fake)
     out = tmp_path / "maps"
     explain_run(tmp_path / "run", methods=("ig", "occlusion"), direction={"score_2": "two-sided"},
@@ -138,7 +138,7 @@ def test_two_sided_and_per_output_directions(tmp_path, rng, monkeypatch):
 
 
 def test_unknown_output_in_direction_is_an_error_before_any_work(tmp_path, rng, monkeypatch):
-    run, fake = make_fake_run(tmp_path / "run", rng)
+    _, fake = make_fake_run(tmp_path / "run", rng)
     monkeypatch.setitem(sys.modules, "deeplsm.train", fake)
 
     def boom(*args, **kwargs):

@@ -149,10 +149,9 @@ def test_unknown_score_in_direction_is_an_error_before_training(original, tmp_pa
     assert study.ran == ["cohort", "simulate"]  # nothing trained
 
 
-def test_default_direction_keeps_the_stage_keys(original, tmp_path):
+def test_default_direction_keeps_the_stage_keys(tmp_path):
     """Studies run before directions existed keep their finished stages: with the defaults the
     direction is in no stage key, and the classical tail only when it is one-sided."""
-    orig_out, _ = original
     cfg = _classical_config()
     cfg["classical"]["tail"] = "two-sided"
     base = Study(cfg, tmp_path / "a", verbose=False)
