@@ -11,6 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from deeplsm._direction import DEFAULT_DIRECTION
 from deeplsm._utils import atomic_path, package_versions, write_json
 from deeplsm.cohort import LesionCohort
 
@@ -45,7 +46,8 @@ def safe_name(name: str) -> str:
 
 
 def save_fitted_maps(out: str | os.PathLike, cohort: LesionCohort, fitted: Mapping[str, object],
-                     method: str, config: dict | None = None, *, atlas=None) -> Path:
+                     method: str, config: dict | None = None, *, atlas=None,
+                     directions: Mapping[str, str] | None = None) -> Path:
     """Write ``out/{output}_{suffix}.nii.gz`` for every fitted estimator, ``mask.nii.gz``,
     cluster tables and ``summary.json``, atomically (the folder appears complete or not at all).
 
@@ -67,6 +69,10 @@ def save_fitted_maps(out: str | os.PathLike, cohort: LesionCohort, fitted: Mappi
         Recorded in ``summary.json`` with the package versions.
     atlas : deeplsm.evaluate.Atlas or None
         Label the cluster tables' peaks and clusters with this atlas.
+    directions : mapping of output name -> direction or None
+        Each score's direction (``'higher_is_worse'`` where not given), recorded per output in
+        ``summary.json``. The maps keep the estimator's sign (positive: lesioned subjects score
+        higher); the direction says which side is the deficit.
     """
     out = Path(out)
     # The study adds predictions.csv and metrics.json later: deeplsm's too, so a refit replaces them.
@@ -88,7 +94,9 @@ def save_fitted_maps(out: str | os.PathLike, cohort: LesionCohort, fitted: Mappi
                 nib.save(img, path)
                 files[suffix] = path.name
             files.update(_write_cluster_tables(tmp, stem, est, method, atlas))
-            summary["outputs"][name] = {**_finite_threshold(est.summary()), "files": files}
+            summary["outputs"][name] = {**_finite_threshold(est.summary()),
+                                        "direction": (directions or {}).get(name, DEFAULT_DIRECTION),
+                                        "files": files}
         write_json(tmp / "summary.json", summary)
     return out
 

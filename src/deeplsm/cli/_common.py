@@ -59,6 +59,36 @@ def comma_list(text: str) -> list[str]:
     return items
 
 
+def direction_arg(text: str) -> str | dict[str, str]:
+    """``--direction``: ``KIND`` for every score, or ``NAME=KIND[,NAME=KIND...]`` per score."""
+    from deeplsm._direction import DIRECTIONS, spelling
+
+    def kind(value: str) -> str:
+        if spelling(value) not in DIRECTIONS:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a direction; choose from "
+                                             f"{', '.join(DIRECTIONS)} (or NAME=KIND,...)")
+        return spelling(value)
+
+    if "=" not in text:
+        return kind(text)
+    out = {}
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise argparse.ArgumentTypeError(f"expected KIND or NAME=KIND[,NAME=KIND...], got {text!r}")
+        out[name.strip()] = kind(value.strip())
+    return out
+
+
+def add_direction_option(parser, effect: str) -> None:
+    """``--direction``: which sign of each score's map is the deficit; ``effect`` says what it does."""
+    parser.add_argument(
+        "--direction", type=direction_arg, default=None, metavar="KIND|NAME=KIND,...",
+        help="score direction, for every score or per score (scores not named: higher_is_worse): "
+        "higher_is_worse (default; damage raises the score), lower_is_worse (damage lowers it: "
+        f"aphasia quotients, accuracy), two_sided (either way); {effect}")
+
+
 def add_device_option(parser, default: str | None = "auto", extra: str = "") -> None:
     """``--device``: where networks train, predict and are explained."""
     from deeplsm._device import DEVICE_HELP

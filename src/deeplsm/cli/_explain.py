@@ -10,6 +10,7 @@ from deeplsm.cli._common import (
     absolute_inputs,
     add_atlas_options,
     add_device_option,
+    add_direction_option,
     atlas_from_args,
     comma_list,
     device_from_args,
@@ -24,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "explain", help="IG / GradientSHAP / occlusion group maps for every output of a run",
         description="Explain every output of a trained run on its test subjects and save group "
-        "maps (sum over subjects, positive part for IG and GradientSHAP, normalised to [0, 1]) as "
+        "maps (sum over subjects, turned by --direction, positive part for IG and GradientSHAP, "
+        "normalised to [0, 1]: high where damage makes the deficit worse) as "
         "RUN/maps/{method}_{output}.nii.gz with a cluster table {method}_{output}_clusters.tsv, "
         "raw sums in RUN/maps/sums/.")
     p.add_argument("--run", required=True, metavar="RUN", help="run folder from 'deeplsm train'")
@@ -37,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--outputs", type=comma_list, help="output names (default: all)")
     p.add_argument("--max-subjects", type=positive_int, help="explain only the first N subjects")
     p.add_argument("--out", metavar="DIR", help="output folder (default RUN/maps)")
+    add_direction_option(p, "lower_is_worse negates the summed attributions before the positive "
+                         "part is taken (damage that lowers an output gives negative IG, "
+                         "GradientSHAP and occlusion values), two_sided takes their absolute value")
     add_device_option(p)
     g = p.add_argument_group("occlusion")
     g.add_argument("--occlusion-window", type=voxels_or_mm, default=8,
@@ -84,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     paths = explain_run(
         run, methods=args.methods, subjects=args.subjects, outputs=args.outputs,
         window=args.occlusion_window, stride=args.occlusion_stride,
-        occlusion_positive=args.occlusion_positive, out_dir=out, max_subjects=args.max_subjects,
+        occlusion_positive=args.occlusion_positive, direction=args.direction, out_dir=out,
+        max_subjects=args.max_subjects,
         device=device, verbose=not args.quiet, n_steps=args.n_steps,
         internal_batch_size=args.internal_batch_size,
         n_samples=args.n_samples, nt_samples=args.nt_samples, stdevs=args.stdevs,

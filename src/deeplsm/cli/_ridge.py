@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("ridge: %s (%d subjects)", name, cohort.n_subjects)
         est = RidgeLSM(
             alphas=args.alphas, volume_correction=args.volume_correction,
-            min_subjects=args.min_subjects, n_permutations=args.permutations, tail=args.tail,
+            min_subjects=args.min_subjects, n_permutations=args.permutations, tail=args.tails[name],
             correction=args.correction, alpha=args.alpha, cfwer_v=args.cfwer_v,
             random_state=args.seed + i, verbose=not args.quiet,
         )

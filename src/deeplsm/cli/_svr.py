@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         est = SVRLSM(
             C=args.C, gamma=args.gamma, epsilon=args.epsilon,
             volume_correction=args.volume_correction, min_subjects=args.min_subjects,
-            n_permutations=args.permutations, tail=args.tail, correction=args.correction,
+            n_permutations=args.permutations, tail=args.tails[name], correction=args.correction,
             alpha=args.alpha, cfwer_v=args.cfwer_v, cv=args.cv, n_jobs=args.n_jobs,
             random_state=args.seed + i, verbose=not args.quiet,
         )

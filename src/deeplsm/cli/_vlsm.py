@@ -9,6 +9,7 @@ from pathlib import Path
 from deeplsm.cli._common import (
     absolute_inputs,
     add_atlas_options,
+    add_direction_option,
     add_lesion_options,
     atlas_from_args,
     comma_list,
@@ -55,8 +56,12 @@ def add_common_options(p: argparse.ArgumentParser, volume_default: str) -> None:
     a.add_argument("--min-subjects", type=min_subjects, default=10, metavar="N|FRACTION",
                    help="test voxels lesioned (and spared) in at least N subjects, or in this "
                    "fraction of them (default: 10)")
-    a.add_argument("--tail", choices=("two-sided", "greater", "less"), default="two-sided",
-                   help="'greater': lesioned subjects score higher; 'less': lower")
+    add_direction_option(a, "recorded in summary.json, and the side tested with --tail one-sided; "
+                         "the _stat maps keep their sign (positive: lesioned subjects score higher)")
+    a.add_argument("--tail", choices=("two-sided", "one-sided", "greater", "less"), default="two-sided",
+                   help="permutation test: two-sided (default); one-sided towards each score's "
+                   "deficit (--direction: greater for higher_is_worse, less for lower_is_worse, "
+                   "two-sided for two_sided); 'greater': lesioned subjects score higher; 'less': lower")
     a.add_argument("--permutations", type=nonnegative_int, default=1000, metavar="N",
                    help="score permutations for FWE/CFWER (0: none; default: 1000)")
     a.add_argument("--alpha", type=open_unit_float, default=0.05, help="significance level (default: 0.05)")
@@ -71,7 +76,12 @@ def add_common_options(p: argparse.ArgumentParser, volume_default: str) -> None:
 
 
 def load_inputs(args):
-    """Check ``--out`` against the output policy, then read the cohort, score table and covariates."""
+    """Check ``--out`` against the output policy, then read the cohort, score table and covariates.
+
+    Also resolves ``--direction`` against the score columns into ``args.directions``
+    (score -> direction) and ``--tail`` into ``args.tails`` (score -> tail).
+    """
+    from deeplsm._direction import deficit_tail, resolve_directions
     from deeplsm._outputs import prepare_output
     from deeplsm.cohort import load_scores
 
@@ -79,6 +89,9 @@ def load_inputs(args):
     args.out = str(prepare_output(args.out, inputs=inputs, overwrite=args.overwrite))
     cohort = load_lesions_from_args(args, verbose=not args.quiet)
     scores = load_scores(args.scores, cohort.subject_ids, args.outputs)
+    args.directions = resolve_directions(args.direction, scores.columns, what="--direction")
+    args.tails = {name: deficit_tail(d) if args.tail == "one-sided" else args.tail
+                  for name, d in args.directions.items()}
     cov = None
     if args.covariates:
         cov = load_scores(args.covariates, cohort.subject_ids).to_numpy()
@@ -91,8 +104,9 @@ def write_outputs(args, cohort, fitted: dict, method: str, atlas=None) -> Path:
     from deeplsm.classical import save_fitted_maps
 
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-              if k not in ("func",)}
-    out = save_fitted_maps(args.out, cohort, fitted, method, config, atlas=atlas)
+              if k not in ("func", "directions", "tails")}
+    out = save_fitted_maps(args.out, cohort, fitted, method, config, atlas=atlas,
+                           directions=args.directions)
     log.info("wrote %d output(s) to %s", len(fitted), out)
     return out
 
@@ -128,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     for i, name in enumerate(scores.columns):
         log.info("vlsm: %s (%s test, %d subjects)", name, args.test, cohort.n_subjects)
         est = MassUnivariateLSM(
-            test=args.test, tail=args.tail, volume_correction=args.volume_correction,
+            test=args.test, tail=args.tails[name], volume_correction=args.volume_correction,
             min_subjects=args.min_subjects, compress_patches=not args.no_patches,
             n_permutations=args.permutations, correction=correction, alpha=args.alpha,
             cfwer_v=args.cfwer_v, cluster_p=args.cluster_p, random_state=args.seed + i,

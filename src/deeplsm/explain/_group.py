@@ -1,4 +1,5 @@
-"""Group maps: per-subject attributions summed over subjects, positive part, normalised, saved."""
+"""Group maps: per-subject attributions summed over subjects, turned by the score's direction,
+positive part, normalised, saved."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from deeplsm._direction import DEFAULT_DIRECTION, check_direction, orient
 from deeplsm._outputs import write_marker
 from deeplsm._utils import atomic_path, json_text, package_versions
 from deeplsm.exceptions import DeepLSMError
@@ -25,16 +27,22 @@ POSITIVE_BY_DEFAULT = {"ig": True, "gradshap": True, "occlusion": False, "occlus
 MAPS_LAYOUT = ("*.nii.gz", "sums", "maps.json", "*_clusters.tsv", "*_clusters.json")
 
 
-def normalise_map(summed: np.ndarray, *, positive: bool = True) -> np.ndarray:
-    """Turn a summed attribution map into a [0, 1] map.
+def normalise_map(summed: np.ndarray, *, positive: bool = True,
+                  direction: str = DEFAULT_DIRECTION) -> np.ndarray:
+    """Turn a summed attribution (or statistic) map into a [0, 1] map.
 
     Parameters
     ----------
     summed : ndarray
-        Sum of per-subject attributions (or a sum of such sums over several runs).
+        Sum of per-subject attributions (or a sum of such sums over several runs), or a signed
+        statistic map (VLSM t, SVR-LSM beta, ridge coefficients).
     positive : bool, default=True
         Keep only the positive part, then divide by the maximum. Otherwise rescale linearly
         from [min, max] to [0, 1] (the paper's "linear normalization").
+    direction : {'higher_is_worse', 'lower_is_worse', 'two_sided'}, default='higher_is_worse'
+        The score's direction, applied first (see :func:`deeplsm._direction.orient`): the map
+        as it is, negated (so its negative part, where damage lowers the score, is kept), or
+        its absolute value. Either way the result is high where damage makes the deficit worse.
 
     Returns
     -------
@@ -47,10 +55,15 @@ def normalise_map(summed: np.ndarray, *, positive: bool = True) -> np.ndarray:
     [0.0, 0.0, 0.25, 1.0]
     >>> normalise_map(np.array([-2.0, 0.0, 2.0]), positive=False).tolist()
     [0.0, 0.5, 1.0]
+    >>> normalise_map(np.array([-4.0, 0.0, 1.0]), direction="lower_is_worse").tolist()
+    [1.0, 0.0, 0.0]
+    >>> normalise_map(np.array([-4.0, 0.0, 2.0]), direction="two_sided").tolist()
+    [1.0, 0.0, 0.5]
     """
     a = np.asarray(summed, dtype=np.float64)
     if not np.isfinite(a).all():
         raise DeepLSMError("the summed map contains NaN or Inf values")
+    a = orient(a, direction)
     if positive:
         a = np.maximum(a, 0.0)
         hi = a.max() if a.size else 0.0
@@ -103,6 +116,7 @@ def save_group_maps(
     *,
     n_subjects: int,
     positive: Mapping[str, bool] | None = None,
+    directions: Mapping[str, str] | None = None,
     metadata: dict | None = None,
     clusters: bool = True,
     atlas=None,
@@ -111,10 +125,14 @@ def save_group_maps(
 
     Files:
 
-    * ``out_dir/{method}_{output}.nii.gz``: positive part (where chosen), normalised to [0, 1];
-    * ``out_dir/sums/{method}_{output}.nii.gz``: the plain sum over subjects (float32), so sums
-      from several runs can be added and re-normalised with :func:`normalise_map`;
-    * ``out_dir/maps.json``: methods, outputs, subject count, positive-part choices, parameters.
+    * ``out_dir/{method}_{output}.nii.gz``: the sum turned by the output's direction (as it is,
+      negated or absolute; see :func:`normalise_map`), its positive part (where chosen),
+      normalised to [0, 1]: high where damage makes the deficit worse;
+    * ``out_dir/sums/{method}_{output}.nii.gz``: the plain sum over subjects (float32, before the
+      direction is applied), so sums from several runs can be added and re-normalised with
+      :func:`normalise_map`;
+    * ``out_dir/maps.json``: methods, outputs, subject count, positive-part choices, the
+      direction of each output, parameters.
       Entries for maps written earlier into the same folder are kept; an unreadable manifest
       is an error (see :func:`read_manifest`), raised before any file is written.
     * ``out_dir/{method}_{output}_clusters.tsv`` (+ ``.json`` sidecar): the normalised map's
@@ -131,6 +149,9 @@ def save_group_maps(
         Subjects summed.
     positive : mapping of method -> bool or None
         Keep the positive part; defaults to True for ``ig`` and ``gradshap``, False for occlusion.
+    directions : mapping of output -> direction or None
+        ``'higher_is_worse'`` (the default for outputs not named), ``'lower_is_worse'`` or
+        ``'two_sided'``, per output.
     metadata : dict or None
         Extra entries for ``maps.json`` (parameters, subjects).
     clusters : bool, default=True
@@ -148,14 +169,16 @@ def save_group_maps(
     write_marker(out_dir, owns=MAPS_LAYOUT, command="explain")
     pos = dict(POSITIVE_BY_DEFAULT)
     pos.update(positive or {})
+    dirs = {str(o): check_direction(d, f"direction of {o!r}") for o, d in (directions or {}).items()}
     paths: dict[str, dict[str, Path]] = {}
     entries = []
     for (method, output), arr in sums.items():
         if "/" in method or "/" in output:
             raise DeepLSMError(f"method and output names cannot contain '/': {method!r}, {output!r}")
         keep_pos = bool(pos.get(method, True))
+        direction = dirs.get(output, DEFAULT_DIRECTION)
         p = out_dir / f"{method}_{output}.nii.gz"
-        _save_img(p, normalise_map(arr, positive=keep_pos), affine)
+        _save_img(p, normalise_map(arr, positive=keep_pos, direction=direction), affine)
         _save_img(out_dir / "sums" / f"{method}_{output}.nii.gz", arr, affine)
         if clusters:
             from deeplsm.evaluate import cluster_table, clusters_path, write_cluster_table
@@ -163,14 +186,16 @@ def save_group_maps(
             write_cluster_table(cluster_table(p, atlas=atlas), clusters_path(p))
         paths.setdefault(method, {})[output] = p
         entries.append({"method": method, "output": output, "file": p.name,
-                        "sum_file": f"sums/{p.name}", "positive_part": keep_pos})
+                        "sum_file": f"sums/{p.name}", "positive_part": keep_pos,
+                        "direction": direction})
     manifest_path = out_dir / MANIFEST
     old = existing["maps"] if existing else []
     new_files = {e["file"] for e in entries}
     manifest = {
         "maps": [e for e in old if e.get("file") not in new_files] + entries,
         "n_subjects": int(n_subjects),
-        "normalisation": "sum over subjects; positive part where positive_part is true; "
+        "normalisation": "sum over subjects; negated where direction is lower_is_worse, absolute "
+                         "value where it is two_sided; positive part where positive_part is true; "
                          "then linear to [0, 1]",
         "versions": package_versions(),
         **(metadata or {}),

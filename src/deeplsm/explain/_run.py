@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from deeplsm._device import accumulation_dtype, module_device, resolve_device
+from deeplsm._direction import resolve_directions
 from deeplsm._utils import progress_disabled
 from deeplsm.exceptions import DeepLSMError
 from deeplsm.explain._group import POSITIVE_BY_DEFAULT, read_manifest, save_group_maps
@@ -172,6 +173,7 @@ def explain_run(
     window: int | str = 8,
     stride: int | str = 4,
     occlusion_positive: bool = False,
+    direction: str | Mapping[str, str] | None = None,
     out_dir: str | os.PathLike | None = None,
     max_subjects: int | None = None,
     device: str | torch.device = "auto",
@@ -198,6 +200,14 @@ def explain_run(
         Occlusion window and stride in voxels, or in mm as ``'12mm'`` (rounded per axis).
     occlusion_positive : bool, default=False
         Keep only the positive part of occlusion group maps (always done for IG and GS).
+    direction : str, mapping of output -> str, or None
+        Which sign of the attributions is the deficit, for every output or per output (outputs
+        not named, and all with ``None``: ``'higher_is_worse'``): ``'higher_is_worse'`` keeps
+        the maps as they are, ``'lower_is_worse'`` negates them (damage that lowers the output
+        gives negative IG, GradientSHAP and occlusion values), ``'two_sided'`` takes their
+        absolute value; then the positive part and normalisation follow. The class columns of
+        a multiclass output take its direction. Naming an output the run does not have is an
+        error. Recorded per map in ``maps.json``; the raw sums stay unturned.
     out_dir : path or None
         Default ``RUN/maps``.
     max_subjects : int or None
@@ -236,18 +246,22 @@ def explain_run(
     if max_subjects is not None:
         cohort = cohort.subset(list(range(min(max_subjects, cohort.n_subjects))))
     names = _output_names(run.task)
+    dirs = resolve_directions(direction, names)  # every output the run has may be named
     if outputs is not None:
         unknown = [o for o in outputs if o not in names]
         if unknown:
             raise DeepLSMError(f"unknown output {unknown[0]!r}; the run has {', '.join(names)}")
         names = list(outputs)
     models = {}
+    directions = {}
     for n in names:
         model, col = run.model_for(n)
         if isinstance(col, list | tuple):  # multiclass: one map per class column
             models.update({f"{n}_class{k}": (model, int(c)) for k, c in enumerate(col)})
+            directions.update({f"{n}_class{k}": dirs[n] for k in range(len(col))})
         else:
             models[n] = (model, int(col))
+            directions[n] = dirs[n]
     w = _parse_size(window, cohort.voxel_size)
     s = _parse_size(stride, cohort.voxel_size)
     sums, seconds = explain_cohort(models, cohort.data, methods=methods, verbose=verbose,
@@ -263,5 +277,5 @@ def explain_run(
         "seconds": seconds,
     }
     return save_group_maps(sums, cohort.affine, Path(out_dir) if out_dir else run_dir / "maps",
-                           n_subjects=cohort.n_subjects, positive=positive, metadata=meta,
-                           atlas=atlas)
+                           n_subjects=cohort.n_subjects, positive=positive, directions=directions,
+                           metadata=meta, atlas=atlas)

@@ -7,7 +7,11 @@
                                                 "prevalence", "cdc", "dice_best",
                                                 "peak_distance_mm", "com_distance_mm"}}},
      "truth_labels": {"<score>": [label, ...]} | null,
+     "directions": {"<score>": "higher_is_worse"|"lower_is_worse"|"two_sided"},
      "timings_s": {"<stage>": seconds}, "config": {...}, "versions": {...}}
+
+``directions`` (added by the study) says which sign of every map of a score is the deficit; the
+maps scored here are already turned so that it is their positive side.
 
 ``<method>`` is ``multi_ig``, ``multi_gradshap``, ``multi_occlusion``, ``single_*``, ``vlsm``,
 ``svr`` or ``ridge``. Every prediction entry is on the CNN's test split: ``r2_pearson`` is the

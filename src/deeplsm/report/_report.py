@@ -17,6 +17,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from deeplsm._direction import DESCRIPTIONS
 from deeplsm._html import Markup, img_src, render
 from deeplsm._utils import atomic_path
 from deeplsm.report import _figures as figs
@@ -242,7 +243,9 @@ def write_report(study: Study, metrics: dict) -> Path:
     scores = pd.read_csv(study.sim_dir / "scores.csv", index_col=0)
     page: dict = {"css": CSS, "n_subjects": cohort.n_subjects,
                   "shape": "×".join(map(str, cohort.shape)), "voxel_size": f"{cohort.voxel_size[0]:.3g}",
-                  "outputs": outputs, "reading": _reading(metrics, outputs)}
+                  "outputs": outputs, "reading": _reading(metrics, outputs),
+                  "directions": [{"score": name, "text": DESCRIPTIONS.get(d, d)}
+                                 for name, d in metrics.get("directions", {}).items()]}
 
     truth, truths = study.truth_per_score()
     labels_img = nib.load(truth) if truth is not None and truths else None
@@ -376,7 +379,7 @@ README_TXT = """deeplsm study output
 report.html                 the report: figures, tables, reading, timings, config, versions
 metrics.json                all numbers in one stable schema (prediction of multi, single, ridge,
                             svr on the test split with MSE, r2_pearson, p_value, r2; localization,
-                            timings_s, config, versions)
+                            directions (score -> direction), timings_s, config, versions)
 config.json                 the study configuration used
 evaluation.json             localisation metrics per map, with the precision-recall curves
 stages/<stage>.json         finished stages and their cache keys (delete one to redo that stage)
@@ -391,10 +394,12 @@ simulation/simulation.json  ROI centres (voxels and MNI mm), truth_labels and si
 
 train/multi/, train/single/ run folders of the CNNs (config.json, split.csv, checkpoints/,
                             metrics.json, predictions.csv, learning_curves.png, logs/)
-maps/multi/, maps/single/   attribution group maps {ig,gradshap,occlusion}_<score>.nii.gz, normalised
-                            to [0, 1]; sums/ holds the unnormalised sums (addable across runs)
-maps/classical/             {vlsm,svr,ridge}_<score>.nii.gz: positive part of the t / beta /
-                            coefficient maps, normalised
+maps/multi/, maps/single/   attribution group maps {ig,gradshap,occlusion}_<score>.nii.gz, turned
+                            by the score's direction and normalised to [0, 1]; sums/ holds the
+                            unnormalised, unturned sums (addable across runs)
+maps/classical/             {vlsm,svr,ridge}_<score>.nii.gz: the t / beta / coefficient maps
+                            turned by the score's direction (negated for lower_is_worse,
+                            absolute for two_sided), positive part, normalised
 classical/vlsm/, classical/svr/, classical/ridge/
                             full classical outputs: <score>_stat, _z, _p, _p_fwe, _thresholded,
                             mask.nii.gz, summary.json; for svr and ridge also predictions.csv

@@ -26,8 +26,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_serializer, model_validator
 
+from deeplsm._direction import Direction, spelling
 from deeplsm._schema import (
     AnyFloat,
+    Describe,
     Int,
     MinSubjects,
     NonEmptyStr,
@@ -79,6 +81,13 @@ def _volume_spelling(value: Any) -> Any:
 
 #: A lesion-volume control, as LESYMAP or svrlsmgui name it (see ``deeplsm.classical``).
 VolumeCorrection = Annotated[Literal[VOLUME_CORRECTIONS], BeforeValidator(_volume_spelling)]
+_OneDirection = Annotated[Direction, BeforeValidator(spelling)]
+#: A score direction for every score, or a table of them per score (see ``deeplsm._direction``).
+DirectionSetting = Annotated[
+    _OneDirection | dict[NonEmptyStr, _OneDirection],
+    Describe("one of 'higher_is_worse', 'lower_is_worse', 'two_sided', or a table "
+             "{score = direction} of them"),
+]
 
 
 class _Section(BaseModel):
@@ -132,6 +141,7 @@ class ScoresSettings(_Section):
     weights: list[list[NonNegativeFloat]] | None = None  # n_scores x n_rois matrix
     volume_weight: AnyFloat = 0.0
     seed: Seed = 0
+    direction: DirectionSetting = "higher_is_worse"  # or {score = ...}: which sign of a map is the deficit
 
     def _check(self) -> None:
         w = self.weights
@@ -186,6 +196,7 @@ class ClassicalSettings(_Section):
     C: PositiveFloat = 30.0
     gamma: PositiveFloat = 5.0
     seed: Seed = 0
+    tail: Literal["two-sided", "one-sided"] = "two-sided"  # one-sided: towards each score's deficit
 
     def _check(self) -> None:
         # The estimators' own checks between parameters (e.g. DTLVC needs the regression test).

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from deeplsm._direction import DEFAULT_DIRECTION, deficit_tail, resolve_directions
 from deeplsm._outputs import check_output_dir, clean_stale_temps, is_deeplsm_dir, remove_output, write_marker
 from deeplsm._utils import atomic_path, package_versions, write_json
 from deeplsm.cohort import LesionCohort, load_lesions, load_scores, write_scores
@@ -96,6 +97,8 @@ class Study:
         self.ran: list[str] = []
         self._atlas = None
         self.truth_labels: dict[str, list[int]] | None = None
+        #: score -> direction (``scores.direction`` resolved once the scores are known)
+        self.directions: dict[str, str] = {}
 
     # --- stage bookkeeping ----------------------------------------------------------------
     def _record_path(self, name: str) -> Path:
@@ -241,20 +244,31 @@ class Study:
         self._stage("cohort", k_cohort, self._make_cohort, ["cohort/cohort.lesions.npz"])
         if grid is None:  # the lesions' own grid: check before anything is trained
             check_grid(cfg, self.load_cohort().grid)
-        # truth_labels only says how maps are scored: the evaluate stage's key holds it
-        k_sim = _key("simulate", k_cohort, {k: v for k, v in cfg["scores"].items() if k != "truth_labels"})
+        # truth_labels and the direction change how maps are read, not the scores: the later
+        # stages' keys hold them
+        k_sim = _key("simulate", k_cohort, {k: v for k, v in cfg["scores"].items()
+                                            if k not in ("truth_labels", "direction")})
         self._stage("simulate", k_sim, self._make_scores, ["simulation"])
         self.truth_labels = self._resolve_truth()  # labels lost on the analysis grid: now
+        self.directions = resolve_directions(cfg["scores"]["direction"], self._scores().columns,
+                                             what="scores.direction")
+        # Keys change with the directions only where they differ from the default, so that
+        # studies run before directions existed keep their finished stages.
+        turned = [self.directions] if any(d != DEFAULT_DIRECTION for d in self.directions.values()) else []
         model_cfg = {k: cfg["models"][k] for k in ("preset", "seed", "overrides", "weights")}
         for mode in cfg["models"]["modes"]:
             extra = cfg["models"]["single_overrides"] if mode == "single" else {}
             k_train = _key("train", mode, k_sim, model_cfg, extra)
             self._stage(f"train_{mode}", k_train, lambda m=mode: self._train(m), [f"train/{mode}"])
             # where the maps are computed does not change them (beyond float rounding)
-            k_expl = _key("explain", k_train, {k: v for k, v in cfg["explain"].items() if k != "device"})
+            k_expl = _key("explain", k_train, {k: v for k, v in cfg["explain"].items() if k != "device"},
+                          *turned)
             self._stage(f"explain_{mode}", k_expl, lambda m=mode: self._explain(m), [f"maps/{mode}"])
+        cls_cfg = {k: v for k, v in cfg["classical"].items() if k != "tail"}
+        if cfg["classical"]["tail"] != "two-sided":
+            cls_cfg["tail"] = cfg["classical"]["tail"]
         for method in cfg["classical"]["methods"]:
-            k_cls = _key(method, k_sim, cfg["classical"], cfg["models"]["seed"])
+            k_cls = _key(method, k_sim, cls_cfg, cfg["models"]["seed"], *turned)
             self._stage(method, k_cls, lambda m=method: self._classical(m),
                         [f"classical/{method}", f"maps/classical/{method}_*.nii.gz"])
         upstream = [self.keys[s] for s in STAGES if s in self.keys]
@@ -348,7 +362,8 @@ class Study:
         with atomic_path(self.maps_dir(mode)) as tmp:
             explain_run(self.run_dir(mode), methods=e["methods"], subjects=e["subjects"],
                         window=e["window"], stride=e["stride"],
-                        occlusion_positive=e["occlusion_positive"], out_dir=tmp,
+                        occlusion_positive=e["occlusion_positive"], direction=self.directions,
+                        out_dir=tmp,
                         max_subjects=e["max_subjects"], device=e.get("device", "auto"),
                         verbose=self.verbose,
                         n_steps=e["n_steps"], internal_batch_size=e["internal_batch_size"],
@@ -379,19 +394,22 @@ class Study:
         scores = self._scores().loc[ids]
         fitted = {}
         for i, name in enumerate(scores.columns):
+            # one-sided: the permutation test looks only at the deficit's side of the statistic
+            tail = deficit_tail(self.directions[name]) if c["tail"] == "one-sided" else "two-sided"
             if method == "vlsm":
-                est = MassUnivariateLSM(**vlsm_params(c), random_state=c["seed"] + i,
+                est = MassUnivariateLSM(**vlsm_params(c), tail=tail, random_state=c["seed"] + i,
                                         verbose=self.verbose)
             elif method == "ridge":
-                est = RidgeLSM(**ridge_params(c), random_state=c["seed"] + i)
+                est = RidgeLSM(**ridge_params(c), tail=tail, random_state=c["seed"] + i)
             else:
-                est = SVRLSM(**svr_params(c), random_state=c["seed"] + i)
+                est = SVRLSM(**svr_params(c), tail=tail, random_state=c["seed"] + i)
             fitted[name] = est.fit(sub, scores[name].to_numpy())
         save_fitted_maps(self.out / "classical" / method, sub, fitted, method,
-                         config={**c, "subjects_used": len(ids)})
+                         config={**c, "subjects_used": len(ids)}, directions=self.directions)
         if method in ("svr", "ridge"):
             self._classical_predictions(method, cohort, sub, fitted)
-        # Normalised positive part, scored like the CNN maps (lesion -> higher score).
+        # Turned by the score's direction (positive t / beta: lesioned subjects score higher),
+        # positive part, normalised: scored like the CNN maps (high = damage worsens the deficit).
         from deeplsm.explain import normalise_map
 
         maps = self.out / "maps" / "classical"
@@ -400,7 +418,8 @@ class Study:
         for name, est in fitted.items():
             stat = np.asarray(est.statistic_img_.dataobj, dtype=np.float64)
             with atomic_path(maps / f"{method}_{name}.nii.gz") as tmp:
-                cohort.to_img(normalise_map(stat, positive=True), np.float32).to_filename(tmp)
+                cohort.to_img(normalise_map(stat, positive=True, direction=self.directions[name]),
+                              np.float32).to_filename(tmp)
 
     def _classical_predictions(self, method: str, cohort: LesionCohort, sub: LesionCohort,
                                fitted: dict) -> None:
@@ -538,6 +557,7 @@ class Study:
         from deeplsm.report import build_metrics, write_report
 
         metrics = build_metrics(self)
+        metrics["directions"] = dict(self.directions)
         metrics["config"] = self.config
         metrics["versions"] = package_versions()
         metrics["timings_s"] = {k: round(v, 2) for k, v in self.timings.items()}
