@@ -6,6 +6,9 @@
      "localization": {"<method>": {"<score>": {"pr_auc", "average_precision", "pr_auc_trapezoid",
                                                 "prevalence", "cdc", "dice_best",
                                                 "peak_distance_mm", "com_distance_mm"}}},
+     "cv": {"<method>": {"<score>": {"r2_mean", "r2_sd", "R2_mean", "R2_sd", "mse_mean", "mse_sd",
+                                     "n_folds", ...}}},          # with models.folds only
+     "exclusions": {"cohort": {...}, "<classical method>": {...}, ..., "lines": [...]},
      "timings_s": {"<stage>": seconds}, "config": {...}, "versions": {...}}
 
 ``<method>`` is ``multi_ig``, ``multi_gradshap``, ``multi_occlusion``, ``single_*``, ``vlsm``,
@@ -14,8 +17,11 @@ squared Pearson r (the paper's measure, blind to scale and offset), ``r2`` is sc
 ``r2_score`` (coefficient of determination, which also penalises miscalibration). Ridge and SVR-LSM
 are fitted on the CNN's train + validation subjects. ``pr_auc`` is step-wise average precision
 (``average_precision`` holds the same number); ``pr_auc_trapezoid`` is the trapezoid area of the
-paper's figure (see ``deeplsm.evaluate``). Every number comes from this run's stages, matched by key
-(see :func:`build_metrics`).
+paper's figure (see ``deeplsm.evaluate``). ``cv`` holds the repeated k-fold cross-validation
+(``models.folds``; see ``deeplsm.study._cv``): mean and sample SD over every (repeat, fold) test fold
+of the same metrics, the same folds for every method. ``exclusions`` lists what was left out and
+why (see :func:`deeplsm.report._exclusions.study_exclusions`). Every number comes from this run's
+stages, matched by key (see :func:`build_metrics`).
 """
 
 from __future__ import annotations
@@ -84,4 +90,11 @@ def build_metrics(study: Study) -> dict:
                 if method in wanted:
                     localization[method] = {out: {k: m.get(k) for k in METRIC_KEYS}
                                             for out, m in per_output.items()}
-    return {"prediction": prediction, "localization": localization}
+    from deeplsm.report._exclusions import study_exclusions
+
+    out = {"prediction": prediction, "localization": localization}
+    cv_path = study.out / "cv" / "summary.json"
+    if study.config["models"].get("folds") and cv_path.exists() and _stage_is_current(study, "cv"):
+        out["cv"] = json.loads(cv_path.read_text())["cv"]
+    out["exclusions"] = study_exclusions(study, lambda stage: _stage_is_current(study, stage))
+    return out
