@@ -78,17 +78,21 @@ def frequency_figure(freq_img: nib.Nifti1Image, labels_img: nib.Nifti1Image | No
     return _png(fig)
 
 
+def tested_per_overlap(counts: np.ndarray, n_subjects: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(k, voxels lesioned in at least k and spared in at least k subjects)`` for k = 1 .. n/2,
+    from ``counts``, the number of lesioned subjects per voxel."""
+    c = np.asarray(counts, dtype=np.int64).ravel()
+    ks = np.arange(1, max(2, n_subjects // 2 + 1))
+    cum = np.cumsum(np.bincount(c, minlength=n_subjects + 2)[::-1])[::-1]  # cum[k]: lesioned in >= k
+    # lesioned in k .. n - k subjects: cum[k] - cum[n - k + 1]
+    return ks, np.array([max(0, int(cum[k] - cum[n_subjects - k + 1])) for k in ks])
+
+
 def tested_voxels_curve(counts: np.ndarray, n_subjects: int, min_subjects: int) -> bytes:
     """How many voxels a voxelwise test keeps at each minimum lesion overlap ``k``: lesioned in at
     least ``k`` and spared in at least ``k`` of ``n_subjects`` (``counts``: lesioned subjects per
     voxel); the chosen ``min_subjects`` is marked."""
-    c = np.asarray(counts).ravel()
-    c = c[c > 0]
-    ks = np.arange(1, max(2, n_subjects // 2 + 1))
-    hist = np.bincount(c, minlength=n_subjects + 1)
-    cum = np.cumsum(hist[::-1])[::-1]  # cum[k]: voxels lesioned in >= k subjects
-    # lesioned in k .. n - k subjects: cum[k] - cum[n - k + 1]
-    tested = np.array([max(0, int(cum[k] - cum[n_subjects - k + 1])) for k in ks])
+    ks, tested = tested_per_overlap(counts, n_subjects)
     fig, ax = plt.subplots(figsize=(4.6, 3.0))
     ax.plot(ks, tested, color="#4477aa", lw=1.5)
     at = int(tested[min_subjects - 1]) if 1 <= min_subjects <= len(ks) else 0
