@@ -86,7 +86,8 @@ def test_train_cv_one_run_folder_per_repeat_and_fold(cv_run, tiny):
 def test_train_cv_fold_table_and_summary_from_the_predictions(cv_run):
     """folds.csv and summary.json against the fold predictions, recomputed with scipy/sklearn."""
     folds = pd.read_csv(cv_run / "folds.csv")
-    assert list(folds.columns) == ["repeat", "fold", "method", "score", "metric", "value", "n_train", "n_test"]
+    assert list(folds.columns) == ["repeat", "fold", "method", "score", "metric", "value", "n_train",
+                                   "n_test"]
     assert len(folds) == 2 * 3 * 2 * 3  # repeats x folds x scores x (r2, R2, mse)
     expected = {}
     for r in range(2):
@@ -113,8 +114,9 @@ def test_train_cv_fold_table_and_summary_from_the_predictions(cv_run):
         got = summary["cv"]["multi"][score]
         assert got["n_folds"] == 6
         for metric in ("r2", "R2"):
-            np.testing.assert_allclose(got[f"{metric}_mean"], np.mean(vals[metric]), rtol=1e-5, atol=1e-6)
-            np.testing.assert_allclose(got[f"{metric}_sd"], np.std(vals[metric], ddof=1), rtol=1e-4, atol=1e-6)
+            want = vals[metric]
+            np.testing.assert_allclose(got[f"{metric}_mean"], np.mean(want), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(got[f"{metric}_sd"], np.std(want, ddof=1), rtol=1e-4, atol=1e-6)
 
 
 def test_train_cv_resumes_after_a_kill(tmp_path, tiny):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -145,12 +146,18 @@ def _classical_fold(study: Study, method: str, repeat: int, fold: int) -> None:
     fit, test = cohort.subset(fit_ids), cohort.subset(test_ids)
     table = pd.DataFrame({"subject": test_ids, "split": "test"})
     metrics: dict[str, dict] = {}
+    penalties: dict[str, dict] = {}
     exclusions = None
     for i, name in enumerate(scores.columns):
         y_fit = scores.loc[fit_ids, name].to_numpy()
         params = _classical_params(method, c)
         est = (RidgeLSM(**params, random_state=c["seed"] + i) if method == "ridge"
-               else SVRLSM(**params, random_state=c["seed"] + i)).fit(fit, y_fit)
+               else SVRLSM(**params, random_state=c["seed"] + i))
+        with warnings.catch_warnings():  # a penalty on the grid's edge is recorded, not warned per fold
+            warnings.filterwarnings("ignore", message=r"ridge: the cross-validated penalty")
+            est.fit(fit, y_fit)
+        if method == "ridge":
+            penalties[name] = {"penalty": est.penalty_, "at_edge": est.at_edge_}
         pred = est.predict(test)
         if method == "svr" and est.volume_control_.behavior:  # SVR predicts the corrected score
             pred = pred + _volume_trend(fit, y_fit, test)
@@ -166,7 +173,8 @@ def _classical_fold(study: Study, method: str, repeat: int, fold: int) -> None:
         write_json(tmp / "metrics.json", {
             "method": method, "repeat": repeat, "fold": fold, "fitted_on": "train+val",
             "n_subjects": {s: int(counts.get(s, 0)) for s in ("train", "val", "test")},
-            "n_fitted": len(fit_ids), "test": metrics, "exclusions": exclusions})
+            "n_fitted": len(fit_ids), "test": metrics, "exclusions": exclusions,
+            **({"ridge_penalty": penalties} if penalties else {})})
 
 
 def _summarise(study: Study) -> None:
