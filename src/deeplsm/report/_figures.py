@@ -78,7 +78,7 @@ def frequency_figure(freq_img: nib.Nifti1Image, labels_img: nib.Nifti1Image | No
     return _png(fig)
 
 
-def tested_per_overlap(counts: np.ndarray, n_subjects: int) -> tuple[np.ndarray, np.ndarray]:
+def voxels_tested_per_overlap(counts: np.ndarray, n_subjects: int) -> tuple[np.ndarray, np.ndarray]:
     """``(k, voxels lesioned in at least k and spared in at least k subjects)`` for k = 1 .. n/2,
     from ``counts``, the number of lesioned subjects per voxel."""
     c = np.asarray(counts, dtype=np.int64).ravel()
@@ -92,7 +92,7 @@ def tested_voxels_curve(counts: np.ndarray, n_subjects: int, min_subjects: int) 
     """How many voxels a voxelwise test keeps at each minimum lesion overlap ``k``: lesioned in at
     least ``k`` and spared in at least ``k`` of ``n_subjects`` (``counts``: lesioned subjects per
     voxel); the chosen ``min_subjects`` is marked."""
-    ks, tested = tested_per_overlap(counts, n_subjects)
+    ks, tested = voxels_tested_per_overlap(counts, n_subjects)
     fig, ax = plt.subplots(figsize=(4.6, 3.0))
     ax.plot(ks, tested, color="#4477aa", lw=1.5)
     at = int(tested[min_subjects - 1]) if 1 <= min_subjects <= len(ks) else 0
