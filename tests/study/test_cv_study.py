@@ -158,7 +158,7 @@ def test_ridge_and_svr_fold_numbers_equal_sklearn_fitted_on_the_folds(cv_study):
                     np.testing.assert_allclose(_row(table, r, f, method, score, "R2"), big_r2, atol=1e-5)
 
 
-def test_cv_summary_in_metrics_json(cv_study):
+def test_cv_summary_in_metrics_json(cv_study, capsys):
     out, _, metrics = cv_study
     table = pd.read_csv(out / "cv" / "folds.csv")
     assert list(metrics["cv"]) == ["multi", "ridge", "svr"]
@@ -174,6 +174,12 @@ def test_cv_summary_in_metrics_json(cv_study):
                 np.testing.assert_allclose(m[f"{metric}_sd"], v.std(ddof=1), rtol=1e-6, atol=1e-8)
     # the main single split is still there, unchanged in form
     assert set(metrics["prediction"]) == {"multi", "ridge", "svr"}
+    from deeplsm.cli._study import print_summary
+
+    print_summary(metrics, out)
+    text = capsys.readouterr().out
+    m = metrics["cv"]["ridge"]["score_2"]
+    assert f"ridge score_2: r² {m['r2_mean']:.3f} ± {m['r2_sd']:.3f}" in text
 
 
 def test_report_shows_the_spread(cv_study):

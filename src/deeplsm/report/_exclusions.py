@@ -46,8 +46,12 @@ def study_exclusions(study: Study, current) -> dict:
         if mine:
             out[method] = mine
             lines += exclusion_lines(mine, method)
-    split = study.split(cohort)
-    n_test = sum(1 for s in cohort.subject_ids if split[s] == "test")
+    uses_split = ((cfg["classical"]["methods"] and cfg["classical"]["subjects"] == "trainval")
+                  or cfg["models"]["modes"])
+    n_test = 0
+    if uses_split:
+        split = study.split(cohort)
+        n_test = sum(1 for s in cohort.subject_ids if split[s] == "test")
     if cfg["classical"]["methods"] and cfg["classical"]["subjects"] == "trainval":
         out["classical_subjects"] = {
             "fitted_on": cohort.n_subjects - n_test, "held_out": n_test,

@@ -21,6 +21,7 @@ The group maps and the localisation metrics stay those of the single main split.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import warnings
@@ -122,6 +123,7 @@ def _train_fold(study: Study, mode: str, repeat: int, fold: int) -> None:
                   threads=m["threads"], verbose=study.verbose,
                   sources={"lesions": str(study.cohort_path),
                            "scores": str(study.sim_dir / "scores.csv")})
+    gc.collect()  # free the fold's trainer and module (reference cycles; see deeplsm.train._cv)
     # Finished: last.ckpt only served to resume; best.ckpt only if asked for (cv_checkpoints).
     patterns = ("last.ckpt",) if m["cv_checkpoints"] else ("last.ckpt", "best.ckpt")
     for pattern in patterns:

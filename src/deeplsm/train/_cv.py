@@ -21,6 +21,7 @@ resume it) is deleted; ``best.ckpt`` stays, so every fold folder loads with
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -215,6 +216,9 @@ def _run_folds(out: Path, config: dict, *, verbose: bool, callbacks: Sequence) -
                           tensorboard=tr.get("tensorboard", False), threads=tr.get("threads"),
                           verbose=verbose, sources=config.get("sources"), callbacks=callbacks)
             prune_resume_checkpoints(run)
+            # Lightning's trainer and module form reference cycles that hold the fold's tensors;
+            # without a collection here memory grew by ~170 MB per fold (120 subjects at 6 mm)
+            gc.collect()
     table = pd.DataFrame([row for r in range(n_rep) for f in range(k)
                           for row in run_fold_rows(fold_dir(out, r, f), r, f, config["mode"])],
                          columns=list(FOLD_COLUMNS))
