@@ -97,7 +97,8 @@ def test_study_report_escapes_score_names_subjects_and_paths(hostile_study):
     assert config["cohort"]["source"].endswith(FOLDER)
     # The figures are all there, as embedded PNGs.
     alts = [a["alt"] for t, a in page.tags if t == "img"]
-    assert alts == ["frequency map", "score distributions", "example subject", "group maps", "PR curves"]
+    assert alts == ["frequency map", "score distributions", "example subject", "voxels tested per overlap",
+                    "group maps", "PR curves"]
 
 
 def test_faces_report_escapes_labels_ids_and_paths(tmp_path):

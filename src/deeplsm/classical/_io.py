@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -13,7 +14,10 @@ import numpy as np
 
 from deeplsm._direction import DEFAULT_DIRECTION
 from deeplsm._utils import atomic_path, package_versions, write_json
+from deeplsm.classical._mask import exclusion_lines
 from deeplsm.cohort import LesionCohort
+
+log = logging.getLogger("deeplsm")
 
 #: file suffix -> fitted attribute (``<attr>_img_``), per method.
 MAP_FILES = {
@@ -47,7 +51,7 @@ def safe_name(name: str) -> str:
 
 def save_fitted_maps(out: str | os.PathLike, cohort: LesionCohort, fitted: Mapping[str, object],
                      method: str, config: dict | None = None, *, atlas=None,
-                     directions: Mapping[str, str] | None = None) -> Path:
+                     directions: Mapping[str, str] | None = None, exclusions: dict | None = None) -> Path:
     """Write ``out/{output}_{suffix}.nii.gz`` for every fitted estimator, ``mask.nii.gz``,
     cluster tables and ``summary.json``, atomically (the folder appears complete or not at all).
 
@@ -73,14 +77,27 @@ def save_fitted_maps(out: str | os.PathLike, cohort: LesionCohort, fitted: Mappi
         Each score's direction (``'higher_is_worse'`` where not given), recorded per output in
         ``summary.json``. The maps keep the estimator's sign (positive: lesioned subjects score
         higher); the direction says which side is the deficit.
+    exclusions : dict or None
+        Subjects left out before the fit (``score_rows_without_lesion_map``,
+        ``empty_lesion_maps``: see :func:`deeplsm.cohort.cohort_exclusions`). With the
+        estimators' ``exclusions_`` (voxels left out by ``min_subjects``, subjects without a
+        tested voxel; the same for every output) they go to ``summary.json["exclusions"]``, with
+        ``lines``, one sentence per kind; the estimators' lines are also logged, once.
     """
     out = Path(out)
+    first_est = next(iter(fitted.values()))
+    estimator_ex = getattr(first_est, "exclusions_", None) or {}
+    own_lines = exclusion_lines(estimator_ex, method)
+    for line in own_lines:
+        log.info(line)
+    all_ex = {**(exclusions or {}), **estimator_ex}
+    all_ex["lines"] = exclusion_lines(exclusions or {}, method) + own_lines
     # The study adds predictions.csv and metrics.json later: deeplsm's too, so a refit replaces them.
     with atomic_path(out, owns=("predictions.csv", "metrics.json"), command=method) as tmp:
         tmp.mkdir(parents=True)
         summary = {"method": method, "config": config or {}, "versions": package_versions(),
                    "grid": cohort.grid.to_dict(), "n_subjects": cohort.n_subjects,
-                   "subject_ids": cohort.subject_ids, "outputs": {}}
+                   "subject_ids": cohort.subject_ids, "exclusions": all_ex, "outputs": {}}
         first = next(iter(fitted.values()))
         nib.save(first.mask_img_, tmp / "mask.nii.gz")
         for name, est in fitted.items():

@@ -73,6 +73,94 @@ def voxel_mask(data: np.ndarray, min_subjects: int | float) -> tuple[np.ndarray,
     return mask, m
 
 
+def mask_exclusions(data: np.ndarray, mask: np.ndarray, m: int,
+                    subject_ids: list[str] | None = None) -> dict:
+    """What a ``min_subjects`` voxel mask keeps and leaves out, and why, as JSON-ready counts.
+
+    Parameters
+    ----------
+    data : ndarray of shape (n_subjects, n_voxels)
+        The binary lesion maps the mask was computed on (flattened).
+    mask : ndarray of bool, shape (n_voxels,) or the maps' shape
+        The tested voxels (:func:`voxel_mask`).
+    m : int
+        The subject count that was applied.
+    subject_ids : list of str or None
+        Names for the subjects (default: their row numbers).
+
+    Returns
+    -------
+    dict
+        ``voxels``: ``n_voxels`` (the grid), ``lesioned`` (in at least one subject), ``tested``,
+        ``lesioned_in_too_few`` (in 1 to ``m - 1`` subjects), ``lesioned_in_too_many`` (in
+        ``m`` or more but spared in fewer than ``m``, i.e. lesioned in more than
+        ``n_subjects - m``), ``min_subjects``, ``n_subjects``; ``lesioned == tested +
+        lesioned_in_too_few + lesioned_in_too_many``.
+        ``subjects_without_tested_voxel``: ``count`` and ``subjects`` with no lesioned voxel among
+        the tested ones (they stay in the analysis as undamaged at every tested voxel; under
+        DTLVC their lesion vector is zero), ``empty_maps`` of them all-zero maps.
+    """
+    data = np.asarray(data).reshape(data.shape[0], -1)
+    mask = np.asarray(mask, dtype=bool).ravel()
+    n = int(data.shape[0])
+    counts = data.sum(axis=0, dtype=np.int32)
+    lesioned = counts > 0
+    too_few = lesioned & (counts < m)
+    too_many = (counts >= m) & (n - counts < m)
+    ids = [str(s) for s in subject_ids] if subject_ids is not None else [str(i) for i in range(n)]
+    none_tested = ~np.take(data, np.flatnonzero(mask), axis=1).any(axis=1)
+    empty = ~data.any(axis=1)
+    return {
+        "voxels": {
+            "n_voxels": int(mask.size), "lesioned": int(lesioned.sum()), "tested": int(mask.sum()),
+            "lesioned_in_too_few": int(too_few.sum()), "lesioned_in_too_many": int(too_many.sum()),
+            "min_subjects": int(m), "n_subjects": n,
+            "reason": f"a voxel is tested when lesioned in at least {m} and spared in at least {m} "
+                      f"of the {n} subjects (min_subjects)",
+        },
+        "subjects_without_tested_voxel": {
+            "count": int(none_tested.sum()),
+            "subjects": [s for s, e in zip(ids, none_tested) if e],
+            "empty_maps": int((none_tested & empty).sum()),
+            "reason": "no lesioned voxel among the tested voxels; kept, as undamaged at every "
+                      "tested voxel (under DTLVC their lesion vector is zero)",
+        },
+    }
+
+
+def exclusion_lines(exclusions: dict, prefix: str) -> list[str]:
+    """One log line per kind of exclusion in ``exclusions`` (as :func:`mask_exclusions` returns,
+    optionally with ``score_rows_without_lesion_map`` and ``empty_lesion_maps`` entries)."""
+    lines = []
+    rows = exclusions.get("score_rows_without_lesion_map")
+    if rows and rows["count"]:
+        lines.append(f"{prefix}: left out {rows['count']} row(s) of the score table with no lesion "
+                     f"map ({_names(rows['subjects'])})")
+    empty = exclusions.get("empty_lesion_maps")
+    if empty and empty["count"]:
+        lines.append(f"{prefix}: {empty['count']} of {empty['n_subjects']} lesion maps are empty (all "
+                     f"zero; kept, as undamaged everywhere): {_names(empty['subjects'])}")
+    v = exclusions.get("voxels")
+    if v:
+        m, n = v["min_subjects"], v["n_subjects"]
+        lines.append(
+            f"{prefix}: testing {v['tested']} of the {v['lesioned']} voxels lesioned in any of the "
+            f"{n} subjects (min_subjects {m}: lesioned in >= {m} and spared in >= {m}); left out "
+            f"{v['lesioned_in_too_few']} lesioned in fewer than {m} subjects and "
+            f"{v['lesioned_in_too_many']} lesioned in more than {n - m}")
+    s = exclusions.get("subjects_without_tested_voxel")
+    if s and s["count"]:
+        of_empty = f", {s['empty_maps']} of them with empty maps" if s.get("empty_maps") else ""
+        lines.append(f"{prefix}: {s['count']} of {v['n_subjects'] if v else '?'} subjects have no "
+                     f"lesioned voxel among the tested voxels{of_empty} (kept, as undamaged at "
+                     f"every tested voxel): {_names(s['subjects'])}")
+    return lines
+
+
+def _names(ids: list[str], k: int = 5) -> str:
+    return ", ".join(ids[:k]) + (f" and {len(ids) - k} more" if len(ids) > k else "")
+
+
 @dataclass
 class Patches:
     """Unique lesion patterns among the tested voxels.

@@ -25,7 +25,7 @@ from deeplsm.classical._common import (
     resolve_volume_correction,
     to_volume,
 )
-from deeplsm.classical._mask import voxel_mask
+from deeplsm.classical._mask import mask_exclusions, voxel_mask
 from deeplsm.exceptions import DeepLSMError
 
 CORRECTIONS = ("none", "fwe", "cfwer")
@@ -86,6 +86,9 @@ class RidgeLSM(RegressorMixin, BaseEstimator):
     ----------
     mask_ : ndarray of bool
         Tested voxels.
+    exclusions_ : dict
+        Voxels tested and left out by ``min_subjects`` (and why), and the subjects with no
+        lesioned voxel among the tested ones (see :func:`deeplsm.classical._mask.mask_exclusions`).
     beta_ : ndarray
         Ridge coefficients (score units per lesioned voxel; per unit of the scaled lesion vector
         under DTLVC), 0 outside the mask.
@@ -205,6 +208,8 @@ class RidgeLSM(RegressorMixin, BaseEstimator):
         y = check_scores(scores, n)
         covariates = check_covariates(covariates, n)
         mask_flat, self.n_min_subjects_ = voxel_mask(data, self.min_subjects)
+        self.exclusions_ = mask_exclusions(data, mask_flat, self.n_min_subjects_,
+                                           cohort.subject_ids if cohort is not None else None)
         self._mask_flat = mask_flat
         self._voxels = np.flatnonzero(mask_flat)
         self.n_covariates_ = 0 if covariates is None else covariates.shape[1]
@@ -214,12 +219,8 @@ class RidgeLSM(RegressorMixin, BaseEstimator):
         if Z is not None:
             self.nuisance_coef_ = np.linalg.lstsq(Z, y, rcond=None)[0]
             y = y - Z @ self.nuisance_coef_ + self.score_mean_
+        # subjects with no lesioned voxel in the mask keep a zero lesion vector (exclusions_)
         X = self._features(data, cohort, fit=True)
-        empty = np.flatnonzero(np.diff(X.indptr) == 0) if sparse.issparse(X) else np.array([], int)
-        if empty.size and self._volume.lesion == "dtlvc":
-            ids = [cohort.subject_ids[i] for i in empty[:3]] if cohort is not None else []
-            warnings.warn(f"{empty.size} subject(s) have no lesioned voxel in the mask "
-                          f"{', '.join(ids)}; their lesion vector stays zero", UserWarning, stacklevel=2)
 
         # Centred Gram matrix: its mean eigenvalue scales the default grid; its inverse (plus the
         # penalty) gives the dual solution the permutations reuse.
@@ -387,6 +388,7 @@ class RidgeLSM(RegressorMixin, BaseEstimator):
             "n_subjects": self.n_subjects_,
             "min_subjects_applied": self.n_min_subjects_,
             "n_tested_voxels": self.n_tested_,
+            "exclusions": self.exclusions_,
             "threshold": self.threshold_,
             "n_significant_voxels": self.n_significant_,
             "min_p": None if self.p_ is None else float(self.p_[self.mask_].min()),

@@ -3,8 +3,6 @@ Turkeltaub 2018), fitted through a precomputed RBF kernel so permutations reuse 
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from scipy import sparse
 from sklearn.base import BaseEstimator, RegressorMixin
@@ -37,7 +35,7 @@ from deeplsm.classical._common import (
     to_volume,
     volume_regressed,
 )
-from deeplsm.classical._mask import voxel_mask
+from deeplsm.classical._mask import mask_exclusions, voxel_mask
 from deeplsm.exceptions import DeepLSMError
 
 CORRECTIONS = ("none", "fwe", "cfwer")
@@ -131,6 +129,9 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         The fitted SVR on the precomputed kernel.
     volume_control_ : VolumeControl
         The resolved ``volume_correction`` (canonical ``name``, score and lesion parts).
+    exclusions_ : dict
+        Voxels tested and left out by ``min_subjects`` (and why), and the subjects with no
+        lesioned voxel among the tested ones (see :func:`deeplsm.classical._mask.mask_exclusions`).
     beta_img_, p_img_, p_fwe_img_, thresholded_img_, mask_img_ : Nifti1Image or None
     """
 
@@ -203,6 +204,8 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         y = check_scores(scores, n)
         covariates = check_covariates(covariates, n)
         mask_flat, self.n_min_subjects_ = voxel_mask(data, self.min_subjects)
+        self.exclusions_ = mask_exclusions(data, mask_flat, self.n_min_subjects_,
+                                           cohort.subject_ids if cohort is not None else None)
         self._mask_flat = mask_flat
         self._voxels = np.flatnonzero(mask_flat)
         self._fitted_on_cohort = cohort is not None
@@ -222,12 +225,8 @@ class SVRLSM(RegressorMixin, BaseEstimator):
         if self._lesion_reg is not None:
             P = self._lesion_reg.projector
             G = P @ G @ P.T
+        # subjects with no lesioned voxel in the mask keep a zero lesion vector (exclusions_)
         sq = np.diag(G).copy()
-        empty = np.flatnonzero(sq == 0)
-        if empty.size:
-            ids = [cohort.subject_ids[i] for i in empty[:3]] if cohort is not None else []
-            warnings.warn(f"{empty.size} subject(s) have no lesioned voxel in the mask "
-                          f"{', '.join(ids)}; their lesion vector stays zero", UserWarning, stacklevel=2)
         self.C_, self.gamma_ = float(self.C), float(self.gamma)
         self.cv_results_ = None
         if self.cv is not None:
@@ -405,6 +404,7 @@ class SVRLSM(RegressorMixin, BaseEstimator):
             "n_subjects": self.n_subjects_,
             "min_subjects_applied": self.n_min_subjects_,
             "n_tested_voxels": self.n_tested_,
+            "exclusions": self.exclusions_,
             "n_support_vectors": self.n_support_,
             "beta_scale": self.beta_scale_,
             "score_scale": self.score_scale_,

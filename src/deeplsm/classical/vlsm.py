@@ -24,7 +24,7 @@ from deeplsm.classical._common import (
     to_volume,
     volume_regressed,
 )
-from deeplsm.classical._mask import compress_patches, voxel_mask
+from deeplsm.classical._mask import compress_patches, mask_exclusions, voxel_mask
 from deeplsm.exceptions import DeepLSMError
 
 TESTS = ("t", "welch", "bm", "regression", "liebermeister")
@@ -95,6 +95,9 @@ class MassUnivariateLSM(BaseEstimator):
     mask_img_ : Nifti1Image or None
     n_min_subjects_ : int
         The subject count that ``min_subjects`` resolved to.
+    exclusions_ : dict
+        Voxels tested and left out by ``min_subjects`` (and why), and the subjects with no
+        lesioned voxel among the tested ones (see :func:`deeplsm.classical._mask.mask_exclusions`).
     n_patterns_ : int
         Distinct lesion patterns among the tested voxels.
     volume_control_ : VolumeControl
@@ -198,6 +201,8 @@ class MassUnivariateLSM(BaseEstimator):
 
         vc = self.volume_control_ = resolve_volume_correction(self.volume_correction)
         mask_flat, self.n_min_subjects_ = voxel_mask(data, self.min_subjects)
+        self.exclusions_ = mask_exclusions(data, mask_flat, self.n_min_subjects_,
+                                           cohort.subject_ids if cohort is not None else None)
         X = np.take(data, np.flatnonzero(mask_flat), axis=1)
         volumes = None
         if vc.any:
@@ -390,6 +395,7 @@ class MassUnivariateLSM(BaseEstimator):
             "n_subjects": self.n_subjects_,
             "min_subjects_applied": self.n_min_subjects_,
             "n_tested_voxels": self.n_tested_,
+            "exclusions": self.exclusions_,
             "n_patterns": self.n_patterns_,
             "df": self.df_ if np.ndim(self.df_) == 0 else None,
             "max_abs_statistic": float(np.abs(self.statistic_[self.mask_]).max()),

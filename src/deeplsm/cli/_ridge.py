@@ -53,5 +53,5 @@ def run(args: argparse.Namespace) -> int:
         fitted[name] = est.fit(cohort, scores[name].to_numpy(), covariates=cov)
         log.info("ridge: %s penalty %.3g (leave-one-out MSE %.4g)", name, est.penalty_,
                  float(est.loo_mse_.min()))
-    write_outputs(args, cohort, fitted, "ridge")
+    write_outputs(args, cohort, fitted, "ridge", scores=scores)
     return 0

@@ -66,6 +66,13 @@ def print_summary(metrics: dict, out) -> None:
                 cells = [_mark(_f(m.get(key), 4 if key == "mse" else 3), best[key] == method)
                          for key in ("mse", "r2_pearson", "r2")]
                 w(f"  {name if i == 0 else '':<12}{method:<8}{cells[0]:>10}{cells[1]:>9}{cells[2]:>9}\n")
+    cv = metrics.get("cv", {})
+    if cv:
+        from deeplsm.train._cv import cv_summary_line
+
+        w("\nrepeated k-fold cross-validation, test folds (mean ± SD; cv/folds.csv per fold)\n")
+        for method, per in cv.items():
+            w(f"  {cv_summary_line({method: per})}\n")
     loc = metrics.get("localization", {})
     if loc:
         names = sorted({n for per in loc.values() for n in per})

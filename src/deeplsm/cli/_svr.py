@@ -46,5 +46,5 @@ def run(args: argparse.Namespace) -> int:
             random_state=args.seed + i, verbose=not args.quiet,
         )
         fitted[name] = est.fit(cohort, scores[name].to_numpy(), covariates=cov)
-    write_outputs(args, cohort, fitted, "svr", atlas)
+    write_outputs(args, cohort, fitted, "svr", atlas, scores)
     return 0

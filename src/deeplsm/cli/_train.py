@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train a multi- or single-output 3D ResNet10 on lesion maps and scores",
         description="Train the paper's 3D ResNet10 (MedicalNet layout) to predict scores from "
-        "lesion maps, with a seeded 60/20/20 split. Writes RUN/config.json, checkpoints, "
+        "lesion maps, with a seeded 60/20/20 split (or a repeated K-fold cross-validation with "
+        "--folds K --repeats R). Writes RUN/config.json, checkpoints, "
         "metrics.json, predictions.csv and learning_curves.png. A killed run continues with "
         "'deeplsm train --resume --out RUN'.",
     )
@@ -68,8 +69,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--early-stopping", type=hyperparameter("early_stopping_patience"), metavar="PATIENCE",
                    help="stop when the validation loss has not improved for PATIENCE epochs")
     t.add_argument("--folds", type=positive_int, metavar="K",
-                   help="use one fold of a seeded K-fold split (test = fold, val = next fold)")
-    t.add_argument("--fold", type=nonnegative_int, default=0, help="which fold, 0..K-1 (with --folds)")
+                   help="seeded K-fold cross-validation (test = a fold, val = the next fold, train "
+                   "= the others): every fold, each in RUN/repeat-<r>/fold-<f>, with per-fold test "
+                   "metrics in RUN/folds.csv and their mean and SD in RUN/summary.json; with --fold "
+                   "only that fold, as one run folder")
+    t.add_argument("--fold", type=nonnegative_int, default=None,
+                   help="train only this fold, 0..K-1 (with --folds), as one run folder")
+    t.add_argument("--repeats", type=positive_int, metavar="R",
+                   help="with --folds: repeat the K-fold cross-validation R times, repeat r with "
+                   "the seed SEED + r (its own partition and initial weights) (default: 1)")
     t.add_argument("--weights", metavar="PTH", help="local MedicalNet resnet_10 checkpoint to start from")
     d = p.add_argument_group(
         "hardware and logging",
@@ -112,11 +120,22 @@ def run(args: argparse.Namespace) -> int:
     if device is not None and not args.resume:
         trainer_hardware(device, accelerator=args.accelerator, devices=_devices(args.devices))
     if args.resume:
+        from deeplsm.train import is_cv_dir, resume_cv
+
         out = prepare_output(args.out, resume=True)
         args.interrupt_hint = f"continue with: deeplsm train --resume --out {args.out}"
+        if is_cv_dir(out):
+            resume_cv(out, device=device, verbose=verbose)
+            _cv_summary(out, args.out)
+            return 0
         resume_run(out, device=device, verbose=verbose)
         _summary(out, args.out)
         return 0
+    if args.folds is None and (args.fold is not None or args.repeats is not None):
+        raise DeepLSMError(f"--{'fold' if args.fold is not None else 'repeats'} needs --folds K")
+    if args.fold is not None and args.repeats is not None:
+        raise DeepLSMError("--fold trains one fold of one split; drop --repeats, or drop --fold to "
+                           "cross-validate every fold of every repeat")
     if not args.lesions:
         raise DeepLSMError("--lesions is required (unless --resume)")
     if not args.scores:
@@ -141,17 +160,34 @@ def run(args: argparse.Namespace) -> int:
     }
     overrides = {k: v for k, v in given.items() if v is not None}  # options left out keep the preset
     args.interrupt_hint = f"continue with: deeplsm train --resume --out {args.out}"
-    train_run(
-        out, cohort, scores, outputs=args.outputs, mode=args.mode, preset=args.preset,
-        seed=args.seed, n_folds=args.folds, fold=args.fold if args.folds else 0,
+    common = dict(
+        outputs=args.outputs, mode=args.mode, preset=args.preset, seed=args.seed,
         overrides=overrides, weights=args.weights, device=args.device or "auto",
         accelerator=args.accelerator,
         devices=_devices(args.devices), strategy=args.strategy, tensorboard=args.tensorboard,
         threads=args.threads, overwrite=args.overwrite, verbose=verbose,
         sources={"lesions": args.lesions, "scores": args.scores},
     )
+    if args.folds is not None and args.fold is None:
+        from deeplsm.train import train_cv
+
+        train_cv(out, cohort, scores, n_folds=args.folds, n_repeats=args.repeats or 1, **common)
+        _cv_summary(out, args.out)
+        return 0
+    train_run(out, cohort, scores, n_folds=args.folds, fold=args.fold or 0, **common)
     _summary(out, args.out)
     return 0
+
+
+def _cv_summary(out: Path, shown: str) -> None:
+    import json
+
+    from deeplsm.train._cv import cv_summary_line
+
+    m = json.loads((out / "summary.json").read_text())
+    print(f"deeplsm train: {m['n_folds']}-fold cross-validation x {m['n_repeats']} repeat(s), test "
+          f"mean ± SD over {m['n_folds'] * m['n_repeats']} folds: {cv_summary_line(m['cv'])}; "
+          f"folder {shown}", file=sys.stderr)
 
 
 def _summary(out: Path, shown: str) -> None:

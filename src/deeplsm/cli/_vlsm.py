@@ -98,15 +98,16 @@ def load_inputs(args):
     return cohort, scores, cov
 
 
-def write_outputs(args, cohort, fitted: dict, method: str, atlas=None) -> Path:
+def write_outputs(args, cohort, fitted: dict, method: str, atlas=None, scores=None) -> Path:
     """Write every fitted estimator's maps, the mask, cluster tables and ``summary.json`` to
-    ``--out``, atomically."""
+    ``--out``, atomically; log (once) and record what was left out and why."""
     from deeplsm.classical import save_fitted_maps
+    from deeplsm.cohort import cohort_exclusions
 
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
               if k not in ("func", "directions", "tails")}
     out = save_fitted_maps(args.out, cohort, fitted, method, config, atlas=atlas,
-                           directions=args.directions)
+                           directions=args.directions, exclusions=cohort_exclusions(cohort, scores))
     log.info("wrote %d output(s) to %s", len(fitted), out)
     return out
 
@@ -149,5 +150,5 @@ def run(args: argparse.Namespace) -> int:
             verbose=not args.quiet,
         )
         fitted[name] = est.fit(cohort, scores[name].to_numpy(), covariates=cov)
-    write_outputs(args, cohort, fitted, "vlsm", atlas)
+    write_outputs(args, cohort, fitted, "vlsm", atlas, scores)
     return 0

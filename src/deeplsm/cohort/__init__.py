@@ -2,6 +2,7 @@
 
 from deeplsm.cohort._bids import BidsName, is_mni_space, parse_bids_name, subject_ids_for
 from deeplsm.cohort._cohort import CACHE_SUFFIX, LesionCohort
+from deeplsm.cohort._exclusions import cohort_exclusions, empty_map_subjects
 from deeplsm.cohort._grid import PAPER_VOXEL_SIZE, Grid, mni_brain_grid, resolve_grid
 from deeplsm.cohort._io import find_lesion_files, load_lesions, resample_cohort, warn_empty_maps
 from deeplsm.cohort._scores import load_scores, write_scores
@@ -13,6 +14,8 @@ __all__ = [
     "BidsName",
     "Grid",
     "LesionCohort",
+    "cohort_exclusions",
+    "empty_map_subjects",
     "find_lesion_files",
     "is_mni_space",
     "load_lesions",

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from deeplsm._validation import check_path_exists, check_readable
+from deeplsm.cohort._exclusions import ROWS_WITHOUT_LESION_MAP
 from deeplsm.cohort._io import SUBJECT_COLUMNS
 from deeplsm.exceptions import DeepLSMError
 
@@ -35,7 +36,8 @@ def load_scores(
         cells are missing: an error in the columns and subjects used, fine elsewhere.
     subject_ids : sequence of str or None, default=None
         Lesion subjects, in cohort order. Every one must have a score; rows for other subjects
-        are dropped with a warning.
+        are dropped with one warning that counts and names them, and listed in
+        ``attrs["rows_without_lesion_map"]`` of the result.
     columns : sequence of str or None, default=None
         Score columns to keep, in this order. Default: every column but the subject column that
         holds numbers (text-only columns such as ``sex`` are left out, with a log line).
@@ -98,10 +100,11 @@ def load_scores(
                 f"{p}: {len(absent)} of {len(ids)} lesion subjects have no score, "
                 f"e.g. {', '.join(absent[:3])}"
             )
-        extra = len(table) - len(ids)
+        known = set(ids)
+        extra = [str(s) for s in table.index if s not in known]
         table = table.loc[ids]
     else:
-        extra = 0
+        extra = []
     # Only the rows and columns in use must be complete: n/a elsewhere is fine.
     values = table.to_numpy(dtype=float)
     inf_cells = np.isinf(values)
@@ -121,8 +124,11 @@ def load_scores(
             f"{p}: NaN or missing scores for {int(rows.sum())} subject(s), e.g. {table.index[i]} "
             f"in column {col!r} (n/a, NaN, Inf and empty cells are not scores)"
         )
-    if extra > 0:
-        warnings.warn(f"{p}: ignoring {extra} score rows with no lesion map", stacklevel=2)
+    if extra:
+        names = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        warnings.warn(f"{p}: ignoring {len(extra)} score rows with no lesion map ({names}); those "
+                      "subjects are not analysed", stacklevel=2)
+    table.attrs[ROWS_WITHOUT_LESION_MAP] = extra
     return table
 
 

@@ -96,22 +96,100 @@ def _legend(fig, handles: list) -> None:
                    edgecolor="0.35", title="truth of each score (its labels)", title_fontsize=8)
 
 
-def frequency_figure(freq_img: nib.Nifti1Image, labels_img: nib.Nifti1Image,
-                     truths: Mapping[str, Sequence[int]]) -> bytes:
+#: Colour of the outline of the tested voxels (the ``min_subjects`` mask).
+TESTED_COLOUR = "deepskyblue"
+
+
+def frequency_figure(freq_img: nib.Nifti1Image, labels_img: nib.Nifti1Image | None,
+                     truths: Mapping[str, Sequence[int]] | None,
+                     tested_img: nib.Nifti1Image | None = None) -> bytes:
     """Fig. 2: lesion frequency map with each score's truth outlined (the union of its labels),
-    at the coronal slices through the truths' centres."""
+    at the coronal slices through the truths' centres.
+
+    ``tested_img`` (a binary mask on the same grid) is outlined as a dashed line: the voxels a
+    voxelwise method tests. Without a truth, the slices are chosen by nilearn's ``find_cut_slices``.
+    """
     from nilearn import plotting
 
-    cuts = _all_cuts(labels_img, truths)
+    has_truth = labels_img is not None and bool(truths)
+    if has_truth:
+        cuts = _all_cuts(labels_img, truths)
+    else:
+        cuts = [float(c) for c in plotting.find_cut_slices(freq_img, direction="y", n_cuts=3)]
     fig = plt.figure(figsize=(3.2 * max(1, len(cuts)), 3.4))
+    title = "lesion frequency (subjects)" + (" and ground truth" if has_truth else "")
+    if tested_img is not None:
+        title += ", tested voxels (dashed)"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         display = plotting.plot_stat_map(
             freq_img, bg_img=_template(), display_mode="y", cut_coords=cuts, cmap="hot",
-            colorbar=True, figure=fig, title="lesion frequency (subjects) and ground truth",
-            black_bg=True,
+            colorbar=True, figure=fig, title=title, black_bg=True,
         )
-        _legend(fig, _outline(display, labels_img, truths))
+        if tested_img is not None and np.asarray(tested_img.dataobj).any():
+            display.add_contours(tested_img, levels=[0.5], colors=[TESTED_COLOUR], linewidths=1.0,
+                                 linestyles="dashed")
+        if has_truth:
+            _legend(fig, _outline(display, labels_img, truths))
+    return _png(fig)
+
+
+def voxels_tested_per_overlap(counts: np.ndarray, n_subjects: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(k, voxels lesioned in at least k and spared in at least k subjects)`` for k = 1 .. n/2,
+    from ``counts``, the number of lesioned subjects per voxel."""
+    c = np.asarray(counts, dtype=np.int64).ravel()
+    ks = np.arange(1, max(2, n_subjects // 2 + 1))
+    cum = np.cumsum(np.bincount(c, minlength=n_subjects + 2)[::-1])[::-1]  # cum[k]: lesioned in >= k
+    # lesioned in k .. n - k subjects: cum[k] - cum[n - k + 1]
+    return ks, np.array([max(0, int(cum[k] - cum[n_subjects - k + 1])) for k in ks])
+
+
+def tested_voxels_curve(counts: np.ndarray, n_subjects: int, min_subjects: int) -> bytes:
+    """How many voxels a voxelwise test keeps at each minimum lesion overlap ``k``: lesioned in at
+    least ``k`` and spared in at least ``k`` of ``n_subjects`` (``counts``: lesioned subjects per
+    voxel); the chosen ``min_subjects`` is marked."""
+    ks, tested = voxels_tested_per_overlap(counts, n_subjects)
+    fig, ax = plt.subplots(figsize=(4.6, 3.0))
+    ax.plot(ks, tested, color="#4477aa", lw=1.5)
+    at = int(tested[min_subjects - 1]) if 1 <= min_subjects <= len(ks) else 0
+    ax.axvline(min_subjects, color="k", ls="--", lw=0.8)
+    ax.plot([min_subjects], [at], "o", color="k")
+    ax.annotate(f"min_subjects = {min_subjects}: {at} voxels", (min_subjects, at),
+                textcoords="offset points", xytext=(6, 6), fontsize=8)
+    ax.set_xlabel("minimum lesion overlap k (subjects)")
+    ax.set_ylabel("voxels tested")
+    ax.set_title(f"voxels lesioned and spared in >= k of {n_subjects} subjects", fontsize=9)
+    ax.set_xlim(1, ks[-1])
+    ax.set_ylim(0, None)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def cv_figure(folds: pd.DataFrame, outputs: Sequence[str], methods: Sequence[str]) -> bytes:
+    """Spread of the cross-validated test r² (top row) and R² (bottom row): one panel per score,
+    a box and the individual folds (dots, jittered) per method."""
+    metrics = [m for m in ("r2", "R2") if (folds["metric"] == m).any()]
+    fig, axes = plt.subplots(len(metrics), len(outputs),
+                             figsize=(max(3.0, 0.9 * len(methods) + 1.2) * len(outputs), 2.8 * len(metrics)),
+                             squeeze=False)
+    rng = np.random.default_rng(0)
+    for i, metric in enumerate(metrics):
+        for j, name in enumerate(outputs):
+            ax = axes[i, j]
+            sub = folds[(folds["metric"] == metric) & (folds["score"] == name)]
+            data = [pd.to_numeric(sub.loc[sub["method"] == m, "value"], errors="coerce").dropna().to_numpy()
+                    for m in methods]
+            pos = np.arange(1, len(methods) + 1)
+            ax.boxplot([d if d.size else [np.nan] for d in data], positions=pos, widths=0.5,
+                       showfliers=False, medianprops={"color": "k"})
+            for p, d in zip(pos, data):
+                ax.scatter(p + rng.uniform(-0.12, 0.12, d.size), d, s=12, alpha=0.7, zorder=3)
+            ax.set_xticks(pos, list(methods), fontsize=8)
+            ax.set_title(f"{name}: test {'r²' if metric == 'r2' else 'R²'}", fontsize=9)
+            if metric == "r2":
+                ax.set_ylim(0, 1.02)
+            ax.axhline(0, color="grey", lw=0.6)
+    fig.tight_layout()
     return _png(fig)
 
 

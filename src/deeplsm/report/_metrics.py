@@ -8,6 +8,9 @@
                                                 "peak_distance_mm", "com_distance_mm"}}},
      "truth_labels": {"<score>": [label, ...]} | null,
      "directions": {"<score>": "higher_is_worse"|"lower_is_worse"|"two_sided"},
+     "cv": {"<method>": {"<score>": {"r2_mean", "r2_sd", "R2_mean", "R2_sd", "mse_mean", "mse_sd",
+                                     "n_folds", ...}}},          # with models.folds only
+     "exclusions": {"cohort": {...}, "<classical method>": {...}, ..., "lines": [...]},
      "timings_s": {"<stage>": seconds}, "config": {...}, "versions": {...}}
 
 ``directions`` (added by the study) says which sign of every map of a score is the deficit; the
@@ -20,8 +23,11 @@ squared Pearson r (the paper's measure, blind to scale and offset), ``r2`` is sc
 are fitted on the CNN's train + validation subjects. ``pr_auc`` is step-wise average precision
 (``average_precision`` holds the same number); ``pr_auc_trapezoid`` is the trapezoid area of the
 paper's figure (see ``deeplsm.evaluate``). ``truth_labels`` says which labels of the truth image
-were each score's ground truth (their union), ``null`` without one. Every number comes from this
-run's stages, matched by key (see :func:`build_metrics`).
+were each score's ground truth (their union), ``null`` without one. ``cv`` holds the repeated
+k-fold cross-validation (``models.folds``; see ``deeplsm.study._cv``): mean and sample SD over
+every (repeat, fold) test fold of the same metrics, the same folds for every method. ``exclusions`` lists what was left out and
+why (see :func:`deeplsm.report._exclusions.study_exclusions`). Every number comes from this run's
+stages, matched by key (see :func:`build_metrics`).
 """
 
 from __future__ import annotations
@@ -92,4 +98,11 @@ def build_metrics(study: Study) -> dict:
                 if method in wanted:
                     localization[method] = {out: {k: m.get(k) for k in METRIC_KEYS}
                                             for out, m in per_output.items()}
-    return {"prediction": prediction, "localization": localization, "truth_labels": truth_labels}
+    from deeplsm.report._exclusions import study_exclusions
+
+    out = {"prediction": prediction, "localization": localization, "truth_labels": truth_labels}
+    cv_path = study.out / "cv" / "summary.json"
+    if study.config["models"].get("folds") and cv_path.exists() and _stage_is_current(study, "cv"):
+        out["cv"] = json.loads(cv_path.read_text())["cv"]
+    out["exclusions"] = study_exclusions(study, lambda stage: _stage_is_current(study, stage))
+    return out

@@ -22,6 +22,8 @@ from deeplsm._html import Markup, img_src, render
 from deeplsm._utils import atomic_path
 from deeplsm.report import _figures as figs
 from deeplsm.report._clusters import clusters_html
+from deeplsm.report._cv import cv_section
+from deeplsm.report._overlap import overlap_text, tested_mask
 
 if TYPE_CHECKING:
     from deeplsm.study import Study
@@ -253,9 +255,12 @@ def write_report(study: Study, metrics: dict) -> Path:
     page["paper"] = paper is not None
 
     cohort_figs = []
-    if labels_img is not None:
-        cohort_figs.append(_figure(figs.frequency_figure(
-            cohort.to_img(cohort.frequency_map(), np.float32), labels_img, truths), "frequency map"))
+    tested, overlap = tested_mask(study, cohort)  # the minimum-overlap view (issue 14.4)
+    cohort_figs.append(_figure(figs.frequency_figure(
+        cohort.to_img(cohort.frequency_map(), np.float32), labels_img, truths,
+        tested_img=None if tested is None else cohort.to_img(tested, np.uint8)), "frequency map"))
+    page["overlap"] = {"text": overlap_text(cohort, overlap), "curve": _figure(figs.tested_voxels_curve(
+        overlap["counts"], overlap["n_subjects"], overlap["min_subjects"]), "voxels tested per overlap")}
     cohort_figs.append(_figure(figs.score_histograms(scores), "score distributions"))
     if labels_img is not None:
         best = scores.sum(axis=1).idxmax()
@@ -317,6 +322,8 @@ def write_report(study: Study, metrics: dict) -> Path:
                                 "pr": _figure(figs.pr_figure(ev, [n for n in outputs if n in (truths or {})]),
                                               "PR curves")}
 
+    page["cv"] = cv_section(study, metrics, outputs)
+    page["exclusions"] = metrics.get("exclusions", {}).get("lines", [])
     this_run = study.map_methods()  # not maps an earlier configuration left on disk
     page["clusters"] = Markup(clusters_html(
         {m: p for m, p in _map_paths(study).items() if m in this_run}, outputs))
@@ -409,6 +416,16 @@ classical/vlsm/, classical/svr/, classical/ridge/
                             voxels
 maps/*/<map>_clusters.tsv   cluster table of each map (size, peak value and MNI mm, sub-peaks,
                             centre of mass, atlas labels); <map>_clusters.json: how it was made
+cv/                         with models.folds: repeated k-fold cross-validation of the CNNs, ridge
+                            and SVR-LSM on the same folds: repeat-<r>/fold-<f>/<model>/ (run
+                            folders, predictions), splits.csv (each subject's test fold per
+                            repeat), folds.csv (repeat, fold, method, score, metric, value,
+                            n_train, n_test) and summary.json (mean and SD per method and score,
+                            also in metrics.json "cv")
+
+metrics.json "exclusions" lists every subject or voxel left out (or kept but counted) and why:
+score rows without a lesion map, empty lesion maps, the voxels outside the classical methods'
+min_subjects mask, subjects without a tested voxel, held-out and unexplained subjects.
 
 Every NIfTI file is on the analysis grid in MNI space and opens in FSLeyes, MRIcroGL or nilearn.
 """

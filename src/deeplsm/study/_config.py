@@ -161,10 +161,18 @@ class ModelsSettings(_Section):
     devices: PositiveInt | list[NonNegativeInt] | NonEmptyStr = "auto"
     strategy: NonEmptyStr = "auto"
     threads: PositiveInt | None = None  # torch CPU threads (None: one per core)
+    folds: Int(ge=3) | None = None  # repeated k-fold CV of the CNNs, ridge and SVR (None: none)
+    repeats: PositiveInt = 1  # with folds: k-fold partitions, repeat r seeded with seed + r
+    cv_checkpoints: StrictBool = False  # keep each CV fold's best.ckpt (about 57 MB per network)
 
     @field_serializer("overrides", "single_overrides")
     def _given(self, value: BaseModel) -> dict:
         return value.model_dump(exclude_unset=True)
+
+    def _check(self) -> None:
+        if self.repeats > 1 and self.folds is None:
+            raise SettingError("repeats", self.repeats, "repeats the k-fold cross-validation; set "
+                               "models.folds too")
 
 
 class ExplainSettings(_Section):

@@ -60,7 +60,7 @@ STAGES = ("cohort", "simulate", "train_multi", "train_single", "explain_multi", 
           "vlsm", "svr", "ridge", "evaluate", "clusters", "report")
 #: What a study folder holds (its deeplsm marker owns these).
 STUDY_LAYOUT = ("config.json", "stages", "cohort", "simulation", "train", "maps", "classical",
-                "evaluation.json", "metrics.json", "report.html", "README.txt")
+                "evaluation.json", "metrics.json", "report.html", "README.txt", "cv")
 RECORD_FORMAT = 2
 #: Files up to this size are vouched for by content hash, larger ones by size and mtime.
 HASH_LIMIT = 64 * 2**20
@@ -255,6 +255,10 @@ class Study:
         # Keys change with the directions only where they differ from the default, so that
         # studies run before directions existed keep their finished stages.
         turned = [self.directions] if any(d != DEFAULT_DIRECTION for d in self.directions.values()) else []
+        if cfg["models"]["folds"]:  # too few subjects for the folds: an error before any training
+            from deeplsm.study._cv import check_cv
+
+            check_cv(cfg, self.load_cohort().subject_ids)
         model_cfg = {k: cfg["models"][k] for k in ("preset", "seed", "overrides", "weights")}
         for mode in cfg["models"]["modes"]:
             extra = cfg["models"]["single_overrides"] if mode == "single" else {}
@@ -283,6 +287,9 @@ class Study:
         maps_keys = [self.keys[s] for s in STAGES
                      if s in self.keys and (s.startswith("explain") or s in ("vlsm", "svr", "ridge"))]
         self._stage("clusters", _key("clusters", maps_keys, cfg["report"]), self._clusters)
+        from deeplsm.study._cv import run_cv_stages
+
+        run_cv_stages(self, k_sim)  # models.folds: repeated k-fold CV (deeplsm.study._cv)
         # The report is cheap and always rewritten, so timings include every stage.
         t0 = time.perf_counter()
         metrics = self._report()
@@ -327,6 +334,9 @@ class Study:
             else:
                 df = load_scores(s["source"], cohort.subject_ids, s["columns"])
                 write_scores(tmp / "scores.csv", cohort.subject_ids, df.to_numpy(), list(df.columns))
+                # for metrics.json "exclusions": the score rows without a lesion map
+                write_json(tmp / "exclusions.json",
+                           {"score_rows_without_lesion_map": df.attrs.get("rows_without_lesion_map", [])})
                 if s["truth"]:
                     _copy_truth(s["truth"], cohort, tmp / "rois.nii.gz")
 
@@ -441,7 +451,7 @@ class Study:
         metrics: dict[str, dict] = {}
         for name, est in fitted.items():
             pred = est.predict(cohort)
-            if method == "svr" and est.volume_correction in ("score", "both"):
+            if method == "svr" and est.volume_control_.behavior:
                 pred = pred + _volume_trend(sub, scores.loc[sub.subject_ids, name].to_numpy(), cohort)
             y = scores[name].to_numpy()
             table[f"{name}_true"] = y

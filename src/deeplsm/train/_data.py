@@ -101,6 +101,51 @@ def kfold_split(
     return dict(zip(ids, labels.tolist()))
 
 
+def repeated_kfold_splits(
+    subject_ids: Sequence[str],
+    n_folds: int,
+    n_repeats: int = 1,
+    random_state: int = 0,
+) -> list[tuple[int, int, dict[str, str]]]:
+    """Every split of a seeded, repeated k-fold cross-validation.
+
+    Repeat ``r`` partitions the subjects with the seed ``random_state + r``; within it, fold
+    ``f`` is :func:`kfold_split` ``(subject_ids, n_folds, f, random_state + r)``: that fold is
+    the test set, the next fold (cyclically) the validation set, the others train. So every
+    subject is tested exactly once per repeat, and ``deeplsm train --folds K --fold I --seed S``
+    trains exactly fold ``I`` of repeat 0.
+
+    Parameters
+    ----------
+    subject_ids : sequence of str
+    n_folds : int
+        At least 3 (train, validation and test folds).
+    n_repeats : int, default=1
+    random_state : int, default=0
+        Seed of repeat 0.
+
+    Returns
+    -------
+    list of (repeat, fold, split)
+        ``split`` maps subject -> ``'train'``, ``'val'`` or ``'test'``, in the order of
+        ``subject_ids``; repeats then folds, in order.
+
+    Examples
+    --------
+    >>> ids = [f"s{i}" for i in range(9)]
+    >>> folds = repeated_kfold_splits(ids, 3, n_repeats=2, random_state=0)
+    >>> len(folds), sorted(sum(v == "test" for v in s.values()) for _, _, s in folds)
+    (6, [3, 3, 3, 3, 3, 3])
+    """
+    if isinstance(n_repeats, bool) or not isinstance(n_repeats, int | np.integer) or n_repeats < 1:
+        raise DeepLSMError(f"repeats must be an integer >= 1, got {n_repeats!r}")
+    if isinstance(random_state, bool) or not isinstance(random_state, int | np.integer) or random_state < 0:
+        raise DeepLSMError(f"the seed of a repeated k-fold split must be an integer >= 0, "
+                           f"got {random_state!r}")
+    return [(r, f, kfold_split(subject_ids, n_folds, f, int(random_state) + r))
+            for r in range(int(n_repeats)) for f in range(int(n_folds))]
+
+
 class ArrayDataset(Dataset):
     """Items ``(x[i], y[i])`` as tensors; ``x`` keeps its dtype (uint8), so no copy is made."""
 
