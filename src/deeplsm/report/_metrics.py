@@ -26,8 +26,9 @@ paper's figure (see ``deeplsm.evaluate``). ``truth_labels`` says which labels of
 were each score's ground truth (their union), ``null`` without one. ``cv`` holds the repeated
 k-fold cross-validation (``models.folds``; see ``deeplsm.study._cv``): mean and sample SD over
 every (repeat, fold) test fold of the same metrics, the same folds for every method.
-``exclusions`` lists what was left out and why (see :func:`deeplsm.report._exclusions.study_exclusions`). Every number comes from this run's
-stages, matched by key (see :func:`build_metrics`).
+``exclusions`` lists what was left out and why (see
+:func:`deeplsm.report._exclusions.study_exclusions`). Every number comes from this run's stages,
+matched by key (see :func:`build_metrics`).
 """
 
 from __future__ import annotations
