@@ -12,6 +12,10 @@ if TYPE_CHECKING:
     from deeplsm.study import Study
 
 
+#: How the log line names the explained subjects (``explain.subjects``).
+WHICH = {"test": "test ", "trainval": "training + validation "}
+
+
 def study_exclusions(study: Study, current) -> dict:
     """Exclusions of this run, from its stages' outputs.
 
@@ -25,7 +29,8 @@ def study_exclusions(study: Study, current) -> dict:
       among the tested voxels;
     - ``classical_subjects``: the CNN's test subjects that the classical methods did not see
       (``classical.subjects = "trainval"``);
-    - ``explain_<mode>``: how many of the test subjects were explained (``explain.max_subjects``);
+    - ``explain_<mode>``: how many of the ``explain.subjects`` (test, training + validation, or
+      all) were explained (``explain.max_subjects``);
     - ``localization``: the grid voxels outside the MNI152 brain mask, which the localisation
       metrics leave out (with ground truth only);
     - ``lines``: one sentence per kind, as logged.
@@ -65,7 +70,8 @@ def study_exclusions(study: Study, current) -> dict:
         if not (manifest.is_file() and current(f"explain_{mode}")):
             continue
         explained = json.loads(manifest.read_text()).get("n_subjects")
-        pool = n_test if cfg["explain"]["subjects"] == "test" else cohort.n_subjects
+        pool = {"test": n_test, "trainval": cohort.n_subjects - n_test}.get(cfg["explain"]["subjects"],
+                                                                         cohort.n_subjects)
         if explained is None:
             continue
         out[f"explain_{mode}"] = {
@@ -75,7 +81,7 @@ def study_exclusions(study: Study, current) -> dict:
                       "these subjects"}
         if explained < pool:
             lines.append(f"explain {mode}: group maps from the first {explained} of {pool} "
-                         f"{'test ' if cfg['explain']['subjects'] == 'test' else ''}subjects "
+                         f"{WHICH.get(cfg['explain']['subjects'], '')}subjects "
                          "(explain.max_subjects)")
     if study.truth_path is not None and current("evaluate"):
         from deeplsm.evaluate import brain_mask_for

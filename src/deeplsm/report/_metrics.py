@@ -105,5 +105,6 @@ def build_metrics(study: Study) -> dict:
     cv_path = study.out / "cv" / "summary.json"
     if study.config["models"].get("folds") and cv_path.exists() and _stage_is_current(study, "cv"):
         out["cv"] = json.loads(cv_path.read_text())["cv"]
-    out["exclusions"] = study_exclusions(study, lambda stage: _stage_is_current(study, stage))
+    if _stage_is_current(study, "cohort"):  # what was left out needs this run's cohort
+        out["exclusions"] = study_exclusions(study, lambda stage: _stage_is_current(study, stage))
     return out
