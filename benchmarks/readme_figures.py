@@ -4,6 +4,8 @@ Three steps, each a subcommand::
 
     python benchmarks/readme_figures.py demo --out /tmp/demo_out        # ~15 min on 2 cores
     python benchmarks/readme_figures.py benchmark --out /tmp/bench_out  # the default grid, ~1 h
+    python benchmarks/readme_figures.py benchmark --out /tmp/bench_ph \
+        --config examples/bench_paper_head.toml --results benchmarks/results/benchmark_paper_head.json
     python benchmarks/readme_figures.py render                          # README blocks from both
     python benchmarks/readme_figures.py check                           # exit 1 if they differ
 
@@ -153,6 +155,8 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
 
     out = _fresh(Path(args.out))
     cmd = [_deeplsm(), "benchmark", "--out", str(out), "--quiet", "--jobs", str(args.jobs)]
+    if args.config:
+        cmd += ["--config", str(Path(args.config).resolve())]
     run = _timed(cmd)
     results = pd.read_csv(out / "results.csv")
     cells = pd.read_csv(out / "cells.csv")
@@ -312,7 +316,8 @@ def render_benchmark(rec: dict) -> str:
     return "\n".join(lines)
 
 
-RENDERERS = {"demo": ("demo.json", render_demo), "benchmark": ("benchmark.json", render_benchmark)}
+RENDERERS = {"demo": ("demo.json", render_demo), "benchmark": ("benchmark.json", render_benchmark),
+             "benchmark_paper_head": ("benchmark_paper_head.json", render_benchmark)}
 
 
 def render(text: str, results: Path = RESULTS) -> str:
@@ -323,7 +328,7 @@ def render(text: str, results: Path = RESULTS) -> str:
             continue
         path = results / fname
         body = fn(json.loads(path.read_text())) if path.is_file() else \
-            f"*Not measured yet: `python benchmarks/readme_figures.py {name}` writes it.*"
+            f"*Not measured yet: `python benchmarks/readme_figures.py` writes `benchmarks/results/{fname}`.*"
         block = f"{start}\n{body}\n{end}"
         text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _m, b=block: b, text, flags=re.S)
     return text
@@ -353,6 +358,7 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--out", default="/tmp/readme_benchmark")
     b.add_argument("--results", default=str(RESULTS / "benchmark.json"))
     b.add_argument("--jobs", type=int, default=1)
+    b.add_argument("--config", help="a benchmark TOML file (default: the default grid)")
     b.set_defaults(func=cmd_benchmark)
     r = sub.add_parser("render", help="rewrite the README's figure blocks from the results files")
     r.set_defaults(func=cmd_render, check=False)

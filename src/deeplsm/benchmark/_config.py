@@ -33,13 +33,15 @@ CELL_KEYS = {"cohort": None, "scores": ("source", "scenario", "noise", "volume_w
              "models": ("seed",), "explain": ("seed",), "classical": ("seed",)}
 
 #: The default (CPU) study of every cell, sized so the default grid fits about an hour on 2 cores
-#: (README "deeplsm benchmark"): 2 scores, 6 + 4 epochs, occlusion on every test subject.
-#: ``ridge`` joins ``classical.methods`` once the study accepts it (issue 13).
+#: (README "deeplsm benchmark"): 2 scores; the CNNs with the demo's `readout` preset (24 epochs
+#: multi-output, 12 per single-output model); occlusion maps summed over the training +
+#: validation subjects (the subjects the classical methods are fitted on), as in the demo.
+#: ``examples/bench_paper_head.toml`` runs the same grid with the paper's network (`fast`).
 DEFAULT_STUDY: dict[str, dict[str, Any]] = {
     "scores": {"n_rois": 2, "roi_size": 2},  # 12 mm cubes on the 6 mm grid
-    "models": {"modes": ["multi", "single"], "preset": "fast",
-               "overrides": {"max_epochs": 6}, "single_overrides": {"max_epochs": 4}},
-    "explain": {"methods": ["occlusion"], "subjects": "test", "max_subjects": None,
+    "models": {"modes": ["multi", "single"], "preset": "readout",
+               "overrides": {"max_epochs": 24}, "single_overrides": {"max_epochs": 12}},
+    "explain": {"methods": ["occlusion"], "subjects": "trainval", "max_subjects": None,
                 "window": 2, "stride": 2},
     "classical": {"methods": ["vlsm", "svr", "ridge"], "subjects": "trainval", "permutations": 200,
                   "svr_permutations": 0},
@@ -79,7 +81,8 @@ def quick_overrides() -> dict:
                  "seeds": [0]},
         "study": {
             "scores": {"n_rois": 2, "roi_size": 2},
-            "models": {"overrides": {"max_epochs": 1, "batch_size": 16}, "single_overrides": {}},
+            "models": {"overrides": {"max_epochs": 1, "batch_size": 16},
+                       "single_overrides": {"max_epochs": 1}},
             "explain": {"methods": ["occlusion"], "max_subjects": 4, "window": 3, "stride": 3},
             "classical": {"methods": ["vlsm", "svr", "ridge"], "permutations": 50, "svr_permutations": 0},
         },
