@@ -165,6 +165,7 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     rec["means"] = json.loads(means.to_json(orient="records"))
     rec["cells"] = json.loads(cells.drop(columns=["error"]).to_json(orient="records"))
     rec["failed"] = int((cells["status"] != "ok").sum())
+    rec["headline_attribution"] = json.loads((out / "benchmark.json").read_text()).get("headline_attribution")
     _write(Path(args.results), rec)
 
 
@@ -295,7 +296,8 @@ def render_benchmark(rec: dict) -> str:
              f"{min(c['peak_rss_mb'] or 0 for c in cells) / 1024:.1f}–"
              f"{max(c['peak_rss_mb'] or 0 for c in cells) / 1024:.1f} GB.", "",
              "Mean over the scores of each cell (one seed): test r² (squared Pearson r) of the "
-             "predictors, and PR-AUC of the maps (the CNNs' occlusion maps). Best per row in bold.", "",
+             "predictors, and PR-AUC of the maps (the CNNs' "
+             f"{NAMES.get(rec.get('headline_attribution') or 'occlusion')} maps). Best per row in bold.", "",
              "| source | scenario | N | " + " | ".join(f"r² {m}" for m in methods if m != "vlsm")
              + " | " + " | ".join(f"PR-AUC {m}" for m in methods) + " |",
              "|---|---|---|" + "---|" * (2 * len(methods) - ("vlsm" in methods))]

@@ -54,6 +54,15 @@ def test_tidy_rows_from_a_hand_written_metrics_json():
     assert not df.loc[("multi", "ig", "score_1", "pr_auc"), "headline"]
     assert df.loc[("multi", "occlusion", "score_1", "pr_auc"), "headline"]
     assert ("vlsm", "", "score_1", "r2") not in v.index
+    # the configuration's first explain method is the headline one
+    ig = pd.DataFrame(tidy_metrics(METRICS, "ig")).set_index(["method", "attribution", "score", "metric"])
+    assert ig.loc[("multi", "ig", "score_1", "pr_auc"), "headline"]
+    assert not ig.loc[("multi", "occlusion", "score_1", "pr_auc"), "headline"]
+    from deeplsm.benchmark import headline_attribution, make_bench_config
+
+    assert headline_attribution(make_bench_config()) == "ig"
+    paper_head = make_bench_config({"study": {"explain": {"methods": ["occlusion"]}}})
+    assert headline_attribution(paper_head) == "occlusion"
 
 
 def _results(rows):

@@ -14,7 +14,13 @@ from deeplsm.benchmark._config import (
     quick_config,
     study_config,
 )
-from deeplsm.benchmark._results import HEADLINE_ATTRIBUTION, collect_results, headline_means, tidy_metrics
+from deeplsm.benchmark._results import (
+    HEADLINE_ATTRIBUTION,
+    collect_results,
+    headline_attribution,
+    headline_means,
+    tidy_metrics,
+)
 from deeplsm.benchmark._runner import launch_cell, run_benchmark
 
 __all__ = [
@@ -23,6 +29,7 @@ __all__ = [
     "Cell",
     "cells",
     "collect_results",
+    "headline_attribution",
     "headline_means",
     "launch_cell",
     "load_bench_config",

@@ -34,15 +34,16 @@ CELL_KEYS = {"cohort": None, "scores": ("source", "scenario", "noise", "volume_w
 
 #: The default (CPU) study of every cell, sized so the default grid fits about an hour on 2 cores
 #: (README "deeplsm benchmark"): 2 scores; the CNNs with the demo's `readout` preset (24 epochs
-#: multi-output, 12 per single-output model); occlusion maps summed over the training +
-#: validation subjects (the subjects the classical methods are fitted on), as in the demo.
+#: multi-output, 12 per single-output model); IG (the headline attribution: the first method)
+#: and occlusion maps summed over the training + validation subjects (the subjects the classical
+#: methods are fitted on), as in the demo.
 #: ``examples/bench_paper_head.toml`` runs the same grid with the paper's network (`fast`).
 DEFAULT_STUDY: dict[str, dict[str, Any]] = {
     "scores": {"n_rois": 2, "roi_size": 2},  # 12 mm cubes on the 6 mm grid
     "models": {"modes": ["multi", "single"], "preset": "readout",
                "overrides": {"max_epochs": 24}, "single_overrides": {"max_epochs": 12}},
-    "explain": {"methods": ["occlusion"], "subjects": "trainval", "max_subjects": None,
-                "window": 2, "stride": 2},
+    "explain": {"methods": ["ig", "occlusion"], "subjects": "trainval", "max_subjects": None,
+                "n_steps": 16, "window": 2, "stride": 2},
     "classical": {"methods": ["vlsm", "svr", "ridge"], "subjects": "trainval", "permutations": 200,
                   "svr_permutations": 0},
 }

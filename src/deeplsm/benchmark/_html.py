@@ -68,7 +68,8 @@ def render_html(results: pd.DataFrame, records: list[dict], meta: dict) -> str:
     return _environment().get_template("benchmark.html").render(
         n_ok=int((cells["status"] == "ok").sum()), n_failed=int((cells["status"] != "ok").sum()),
         n_cells=len(cells), too_few=meta.get("too_few_subjects", []), grid=cfg["grid"],
-        seconds=meta.get("seconds"), headline=HEADLINE_ATTRIBUTION, conditions=conditions,
+        seconds=meta.get("seconds"), headline=meta.get("headline_attribution", HEADLINE_ATTRIBUTION),
+        conditions=conditions,
         cells_header=["cell", "status", "seconds", "CPU seconds", "peak memory (MB)", "error"],
         cells_rows=cells_rows,
         config=json.dumps(cfg, indent=2, default=str),

@@ -9,7 +9,7 @@
 ``svr``, and ``ridge`` once the study has it). A CNN's localisation rows carry the attribution
 method (``ig``, ``gradshap``, ``occlusion``) in ``attribution``; ``headline`` marks the rows the
 summary and the plots use: every prediction row, every classical row, and the CNN rows of
-:data:`HEADLINE_ATTRIBUTION`. ``metric`` is ``r2`` (squared Pearson r, the paper's), ``R2``
+:func:`headline_attribution`. ``metric`` is ``r2`` (squared Pearson r, the paper's), ``R2``
 (sklearn's coefficient of determination), ``mse`` (test split), the localisation metrics
 (``pr_auc``, ``average_precision``, ``prevalence``, ``cdc``, ``dice_best``,
 ``peak_distance_mm``, ``com_distance_mm``) and ``seconds`` (the method's stages; score ``all``).
@@ -25,8 +25,8 @@ import pandas as pd
 from deeplsm._utils import atomic_path
 from deeplsm.simulate._scenarios import SCENARIOS
 
-#: The CNN attribution the summary and the plots use: lesion-aware occlusion localised best of
-#: the three in the demo (README "Measured performance") and the paper.
+#: The CNN attribution the summary and the plots use when the configuration does not say (see
+#: :func:`headline_attribution`): lesion-aware occlusion, the paper's best of the three.
 HEADLINE_ATTRIBUTION = "occlusion"
 CNN_MODES = ("multi", "single")
 METHOD_ORDER = ("multi", "single", "ridge", "svr", "vlsm")
@@ -46,8 +46,18 @@ def split_method(name: str) -> tuple[str, str]:
     return name, ""
 
 
-def tidy_metrics(metrics: dict) -> list[dict]:
-    """One study's ``metrics.json`` as tidy rows (without the cell columns)."""
+def headline_attribution(config: dict) -> str:
+    """The CNNs' headline attribution of a benchmark configuration: the first of its
+    ``[study.explain] methods`` (the default grid: ``ig``, which with the ``readout`` preset's
+    voxel-resolution network localises at the grid's resolution where occlusion windows are
+    blocky), or :data:`HEADLINE_ATTRIBUTION`."""
+    methods = (config.get("study", {}).get("explain", {}) or {}).get("methods") or []
+    return methods[0] if methods else HEADLINE_ATTRIBUTION
+
+
+def tidy_metrics(metrics: dict, headline_attr: str = HEADLINE_ATTRIBUTION) -> list[dict]:
+    """One study's ``metrics.json`` as tidy rows (without the cell columns); the CNN rows of
+    ``headline_attr`` are the headline ones."""
     rows: list[dict] = []
     for method, per_score in (metrics.get("prediction") or {}).items():
         for score, m in per_score.items():
@@ -57,7 +67,7 @@ def tidy_metrics(metrics: dict) -> list[dict]:
                                  "score": score, "metric": metric, "value": float(m[key])})
     for name, per_score in (metrics.get("localization") or {}).items():
         method, attribution = split_method(name)
-        headline = attribution in ("", HEADLINE_ATTRIBUTION)
+        headline = attribution in ("", headline_attr)
         for score, m in per_score.items():
             for metric in LOCALIZATION_METRICS:
                 if m.get(metric) is not None:
@@ -74,7 +84,8 @@ def tidy_metrics(metrics: dict) -> list[dict]:
     return rows
 
 
-def collect_results(out: Path, records: list[dict]) -> pd.DataFrame:
+def collect_results(out: Path, records: list[dict],
+                    headline_attr: str = HEADLINE_ATTRIBUTION) -> pd.DataFrame:
     """The tidy table of every finished cell (status ``ok``) of ``records``."""
     from deeplsm.benchmark._config import Cell
 
@@ -87,7 +98,7 @@ def collect_results(out: Path, records: list[dict]) -> pd.DataFrame:
         if not path.exists():
             continue
         base = {**cell.to_dict(), "cell": cell.id}
-        rows += [{**base, **r} for r in tidy_metrics(json.loads(path.read_text()))]
+        rows += [{**base, **r} for r in tidy_metrics(json.loads(path.read_text()), headline_attr)]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -194,7 +194,7 @@ def _run(config: dict, out: Path, jobs: int, dask_scheduler: str | None, client,
     from tqdm.auto import tqdm
 
     from deeplsm.benchmark._html import write_benchmark_html
-    from deeplsm.benchmark._results import collect_results, write_results
+    from deeplsm.benchmark._results import collect_results, headline_attribution, write_results
 
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "bench_config.json", config)
@@ -218,11 +218,12 @@ def _run(config: dict, out: Path, jobs: int, dask_scheduler: str | None, client,
             bar.update(1)
     order = {c.id: i for i, c in enumerate(grid)}
     records = sorted(finished.values(), key=lambda r: order.get(_cell_id(r["cell"]), 0))
-    results = collect_results(out, records)
+    headline = headline_attribution(config)
+    results = collect_results(out, records, headline)
     write_results(out, results, records)
     seconds = round(time.perf_counter() - t0, 1)
     meta = {"config": config, "versions": package_versions(), "seconds": seconds,
-            "jobs": jobs, "dask_scheduler": dask_scheduler,
+            "jobs": jobs, "dask_scheduler": dask_scheduler, "headline_attribution": headline,
             **{k: sorted(v) for k, v in summary.items()}}
     write_json(out / "benchmark.json", meta)
     write_benchmark_html(out, results, records, meta)
