@@ -29,11 +29,11 @@ def test_frequency_figure_outlines_the_tested_voxels_with_or_without_rois():
     labels = np.zeros(grid.shape, np.int16)
     labels[8:10, 9:11, 8:10] = 1
     labels_img = nib.Nifti1Image(labels, grid.affine)
-    centre = [list(grid.affine[:3, :3] @ np.array([8.5, 9.5, 8.5]) + grid.affine[:3, 3])]
+    truths = {"score_1": [1]}  # each score's truth labels
     # same title and ROIs; only the outline of the tested voxels differs
-    plain = frequency_figure(freq_img, labels_img, centre,
+    plain = frequency_figure(freq_img, labels_img, truths,
                              tested_img=nib.Nifti1Image(np.zeros_like(tested), grid.affine))
-    outlined = frequency_figure(freq_img, labels_img, centre,
+    outlined = frequency_figure(freq_img, labels_img, truths,
                                 tested_img=nib.Nifti1Image(tested, grid.affine))
     assert plain[:8] == outlined[:8] == b"\x89PNG\r\n\x1a\n" and plain != outlined
     # without ground truth (a clinical cohort) the figure is drawn too, at slices nilearn picks
