@@ -6,16 +6,17 @@ The issue's "done when" (issue 14, score direction): the 131 LESYMAP masks get a
 15 subjects have lesions, ``deeplsm.simulate``), and ``deeplsm study`` must give every method a
 non-empty positive map that peaks within 10 mm of the ROI. ``tests/study/test_direction_lesymap.py``
 checks that at 8 mm with a tiny training budget; this script runs the demo-like size (4 mm grid,
-the demo's explanation settings: IG 8 steps, GradientSHAP 8 samples, occlusion window 3 / stride 2,
-all test subjects) once per training budget (epochs of the multi-output model, and of each
-single-output model) and records, per budget, every map's peak distance to the ROI centre, its
-PR-AUC (average precision) against the prevalence, the sign of the raw attributions in the ROI,
-the test r² and the stage times.
+the demo's `readout` preset and explanation settings: IG 8 steps, GradientSHAP 8 samples, occlusion
+window 3 / stride 2, every training + validation subject) once per training budget (epochs of
+the multi-output model, and of each single-output model) and records, per budget, every map's
+peak distance to the ROI centre, its PR-AUC (average precision) against the prevalence, the sign
+of the raw attributions in the ROI, the test r² and the stage times.
 
 Run (CPU or GPU; see ``benchmarks/bench_gpu.py`` for the GPU machine's wheels)::
 
     PYTHONPATH=src python benchmarks/bench_direction_lesymap.py --out /tmp/dir_lesymap \\
-        --json dir_lesymap.json [--budgets 12:6,30:15,60:30] [--cohort cache.lesions.npz]
+        --json benchmarks/results/direction_lesymap.json [--budgets 24:12,48:24] \\
+        [--cohort cache.lesions.npz]
 
 ``--cohort`` takes a cache of the masks already on the 4 mm grid (``LesionCohort.save``), so the
 masks need not travel to another machine.
@@ -26,8 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
+import subprocess
+import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nibabel as nib
@@ -36,6 +41,12 @@ import pandas as pd
 
 LESYMAP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lesymap-lesions"
 CNN_MAPS = [f"{m}_{a}" for m in ("multi", "single") for a in ("ig", "gradshap", "occlusion")]
+
+
+def _commit() -> str:
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
+    return done.stdout.strip()
 
 
 def make_inputs(cohort, folder: Path, seed: int = 0) -> dict:
@@ -61,9 +72,9 @@ def config(cache: Path, inputs: dict, epochs: int, single_epochs: int, device: s
         "cohort": {"source": str(cache), "voxel_size": None},
         "scores": {"source": inputs["scores"], "truth": inputs["truth"],
                    "direction": {"score_1": "lower_is_worse"}},
-        "models": {"modes": ["multi", "single"], "overrides": {"max_epochs": epochs},
+        "models": {"modes": ["multi", "single"], "preset": "readout", "overrides": {"max_epochs": epochs},
                    "single_overrides": {"max_epochs": single_epochs}, "device": device},
-        "explain": {"subjects": "test", "n_steps": 8, "n_samples": 8, "window": 3, "stride": 2,
+        "explain": {"subjects": "trainval", "n_steps": 8, "n_samples": 8, "window": 3, "stride": 2,
                     "device": device, "max_subjects": max_subjects},
         "classical": {"permutations": 1000, "tail": "one-sided"},
     })
@@ -74,8 +85,8 @@ def main(argv=None) -> int:
     p.add_argument("--lesymap", default=str(LESYMAP), help="folder of the 131 masks")
     p.add_argument("--cohort", help="a .lesions.npz cache of the masks on the analysis grid instead")
     p.add_argument("--voxel-size", type=float, default=4.0)
-    p.add_argument("--budgets", default="12:6,30:15,60:30",
-                   help="comma list of MULTI_EPOCHS:SINGLE_EPOCHS (default: the demo's 12:6, then more)")
+    p.add_argument("--budgets", default="24:12",
+                   help="comma list of MULTI_EPOCHS:SINGLE_EPOCHS (default: the demo's 24:12)")
     p.add_argument("--device", default="auto")
     p.add_argument("--max-subjects", type=int, help="explain only this many test subjects (dry runs)")
     p.add_argument("--out", required=True, help="working folder (one study, rerun per budget)")
@@ -98,8 +109,11 @@ def main(argv=None) -> int:
     cache = out / "lesymap.lesions.npz"
     cohort.save(cache)
     inputs = make_inputs(cohort, out / "inputs")
-    record = {"machine": platform.node(), "device": torch.cuda.get_device_name(0)
-              if torch.cuda.is_available() else platform.processor() or "cpu",
+    command = " ".join(["python", "benchmarks/bench_direction_lesymap.py", *(argv or sys.argv[1:])])
+    record = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "commit": _commit(),
+              "command": command, "load_average_start": os.getloadavg()[0], "machine": platform.node(),
+              "device": torch.cuda.get_device_name(0) if torch.cuda.is_available()
+              else platform.processor() or "cpu",
               "grid": "x".join(map(str, cohort.shape)), "voxel_mm": float(cohort.voxel_size[0]),
               "n_subjects": cohort.n_subjects, "inputs": inputs, "budgets": []}
     rois = np.asarray(nib.load(inputs["truth"]).dataobj)
@@ -126,6 +140,7 @@ def main(argv=None) -> int:
                 row["roi1_raw_sum"][f"{mode}_{a}"] = float(raw[rois == 1].sum())
         record["budgets"].append(row)
         record["total_seconds"] = round(time.perf_counter() - t0, 1)
+        record["load_average_end"] = os.getloadavg()[0]
         Path(args.json).write_text(json.dumps(record, indent=1))
         print(f"budget {epochs}:{single} ({row['seconds']:.0f} s)  r2 multi "
               f"{row['r2_test'].get('multi')}", flush=True)

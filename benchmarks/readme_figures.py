@@ -318,7 +318,39 @@ def render_benchmark(rec: dict) -> str:
     return "\n".join(lines)
 
 
-RENDERERS = {"demo": ("demo.json", render_demo), "benchmark": ("benchmark.json", render_benchmark),
+def render_direction(rec: dict) -> str:
+    """The LESYMAP lower-is-worse check (issue 14's done-when) per training budget."""
+    lines = [f"Measured {rec['date'][:10]} at commit `{rec['commit'][:10]}` on {rec['device']}, "
+             f"{rec['n_subjects']} LESYMAP masks at {rec['voxel_mm']:g} mm ({rec['grid']}); load "
+             f"average {rec['load_average_start']:.1f} at the start; {rec['total_seconds'] / 60:.1f} min "
+             f"in all. Command: `{rec['command']}`.", ""]
+    order = [f"{m}_{a}" for m in CNN_MODES for a in ATTRIBUTIONS] + ["vlsm", "svr", "ridge"]
+    for b in rec["budgets"]:
+        loc = b["localization"]
+        r2 = b["r2_test"].get("multi", {})
+        lines += [f"Budget {b['epochs_multi']} epochs (multi-output) / {b['epochs_single']} (each "
+                  f"single-output model), {b['seconds']:.0f} s; multi-output test r² "
+                  + " / ".join(f"{v:.2f}" for v in r2.values()) + ":", "",
+                  "| map | score_1 (lower is worse): peak distance, PR-AUC | score_2: peak distance, PR-AUC |",
+                  "|---|---|---|"]
+        within = []
+        for key in [k for k in order if k in loc]:
+            mode, _, attr = key.partition("_")
+            name = f"{mode} {NAMES[attr]}" if attr else NAMES[key]
+            cells = []
+            for s in ("score_1", "score_2"):
+                v = loc[key].get(s, {})
+                cells.append(f"{_f(v.get('peak_distance_mm'), 1)} mm, {_f(v.get('pr_auc'), 3)}")
+            d = loc[key].get("score_1", {}).get("peak_distance_mm")
+            within.append(d is not None and d <= 10.0)
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines += ["", f"{sum(within)} of {len(within)} maps of the lower-is-worse score peak within "
+                  "10 mm of its ROI's centre.", ""]
+    return "\n".join(lines).rstrip()
+
+
+RENDERERS = {"direction_lesymap": ("direction_lesymap.json", render_direction),
+             "demo": ("demo.json", render_demo), "benchmark": ("benchmark.json", render_benchmark),
              "benchmark_paper_head": ("benchmark_paper_head.json", render_benchmark)}
 
 
