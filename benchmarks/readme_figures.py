@@ -331,7 +331,8 @@ def render_direction(rec: dict) -> str:
         lines += [f"Budget {b['epochs_multi']} epochs (multi-output) / {b['epochs_single']} (each "
                   f"single-output model), {b['seconds']:.0f} s; multi-output test r² "
                   + " / ".join(f"{v:.2f}" for v in r2.values()) + ":", "",
-                  "| map | score_1 (lower is worse): peak distance, PR-AUC | score_2: peak distance, PR-AUC |",
+                  "| map | score_1 (lower is worse): peak distance, PR-AUC "
+                  "| score_2: peak distance, PR-AUC |",
                   "|---|---|---|"]
         within = []
         for key in [k for k in order if k in loc]:
