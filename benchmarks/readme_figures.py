@@ -188,7 +188,13 @@ def _stamp(rec: dict) -> str:
             f"{' (with uncommitted changes)' if rec.get('dirty') else ''} on {m['cpu_count']} CPU "
             f"cores, {m['memory_gib']} GiB RAM{gpu} ({m['platform']}, Python {m['python']}); load "
             f"average {load['start']} at the start, {load['max']} at most while it ran. Command: "
-            f"`{rec['command'].split('/')[-1] if rec['command'].startswith('/') else rec['command']}`.")
+            f"`{_shown(rec['command'])}`.")
+
+
+def _shown(command: str) -> str:
+    """The command as a user types it: ``deeplsm ...`` rather than the venv's absolute path."""
+    exe, _, rest = command.partition(" ")
+    return f"{Path(exe).name} {rest}".strip()
 
 
 def demo_goals(rec: dict) -> list[tuple[str, bool, str]]:
