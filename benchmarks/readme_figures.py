@@ -356,7 +356,24 @@ def render_direction(rec: dict) -> str:
     return "\n".join(lines).rstrip()
 
 
-RENDERERS = {"direction_lesymap": ("direction_lesymap.json", render_direction),
+def render_classical(rec: dict) -> str:
+    """VLSM's speed against nilearn's ``permuted_ols``, measured side by side in one run."""
+    v, prov, m = rec["vlsm_t"], rec["vlsm_t"]["provenance"], rec["machine"]
+    lo = min([x["load_before"][0] for x in v["ours"] + v["nilearn"]])
+    hi = max([x["load_after"][0] for x in v["ours"] + v["nilearn"]])
+    return (f"**VLSM against nilearn**, measured side by side in one run "
+            f"(`{rec['command']}`, {prov['date_utc'][:10]}, commit `{prov['commit'][:10]}`, "
+            f"{m['cpu_count']} CPU cores, load average {lo:.1f}–{hi:.1f}): the t-test with "
+            f"{v['permutations']} max-T permutations on N = {v['n_subjects']} subjects and "
+            f"{v['n_voxels']:,} voxels ({v['n_patterns']:,} distinct patterns) took "
+            f"{v['seconds_ours_median']:.1f} s with deeplsm and {v['seconds_nilearn_median']:.1f} s "
+            f"with nilearn's `permuted_ols` (the same permutations, n_jobs = {v['nilearn_n_jobs']}): "
+            f"nilearn **{v['ratio_nilearn_over_ours']:.1f}× slower**, t maps equal within "
+            f"{v['max_abs_t_diff_vs_nilearn']:.1e}.")
+
+
+RENDERERS = {"classical": ("classical.json", render_classical),
+             "direction_lesymap": ("direction_lesymap.json", render_direction),
              "demo": ("demo.json", render_demo), "benchmark": ("benchmark.json", render_benchmark),
              "benchmark_paper_head": ("benchmark_paper_head.json", render_benchmark)}
 
