@@ -157,6 +157,8 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     cmd = [_deeplsm(), "benchmark", "--out", str(out), "--quiet", "--jobs", str(args.jobs)]
     if args.config:
         cmd += ["--config", str(Path(args.config).resolve())]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
     run = _timed(cmd)
     results = pd.read_csv(out / "results.csv")
     cells = pd.read_csv(out / "cells.csv")
@@ -417,6 +419,7 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--results", default=str(RESULTS / "benchmark.json"))
     b.add_argument("--jobs", type=int, default=1)
     b.add_argument("--config", help="a benchmark TOML file (default: the default grid)")
+    b.add_argument("--threads", type=int, help="torch threads per cell (deeplsm benchmark --threads)")
     b.set_defaults(func=cmd_benchmark)
     r = sub.add_parser("render", help="rewrite the README's figure blocks from the results files")
     r.set_defaults(func=cmd_render, check=False)

@@ -222,3 +222,25 @@ def test_unreachable_scheduler_fails_before_any_output(tmp_path, toy_source, mon
     with pytest.raises(DeepLSMError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9"):
         run_benchmark(cfg, tmp_path / "out", dask_scheduler="tcp://127.0.0.1:9", verbose=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_threads_sets_the_torch_threads_of_every_cell(tmp_path, monkeypatch, capsys):
+    import deeplsm.benchmark as bench
+    from deeplsm.cli import main
+
+    seen = {}
+
+    def fake_run(cfg, out, **kw):
+        seen["threads"] = cfg["cells"]["threads"]
+        raise SystemExit(0)
+
+    monkeypatch.setattr(bench, "run_benchmark", fake_run)
+    with pytest.raises(SystemExit):
+        main(["benchmark", "--quick", "--threads", "1", "--out", str(tmp_path / "b")])
+    assert seen["threads"] == 1
+    with pytest.raises(SystemExit):
+        main(["benchmark", "--quick", "--out", str(tmp_path / "b")])
+    assert seen["threads"] is None  # default: cores / --jobs, decided by the runner
+    with pytest.raises(SystemExit) as err:
+        main(["benchmark", "--quick", "--threads", "0", "--out", str(tmp_path / "b")])
+    assert err.value.code == 2 and "--threads" in capsys.readouterr().err

@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--dask-scheduler", metavar="ADDRESS",
                      help="send the cells to a Dask cluster (tcp://host:8786); its workers must see "
                      "--out at the same path. Needs: pip install 'deeplsm[benchmark]'")
+    p.add_argument("--threads", type=positive_int,
+                   help="torch CPU threads per cell (default: [cells] threads, else cores / --jobs); "
+                   "1 is faster when other jobs share the cores")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run_command)
 
@@ -39,6 +42,8 @@ def run_command(args: argparse.Namespace) -> int:
         cfg = load_bench_config(args.config)
     else:
         cfg = make_bench_config()
+    if args.threads is not None:
+        cfg["cells"]["threads"] = args.threads
     res = run_benchmark(cfg, args.out, jobs=args.jobs, dask_scheduler=args.dask_scheduler,
                         verbose=not args.quiet)
     print_summary(res, args.out)
