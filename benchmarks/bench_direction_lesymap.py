@@ -65,14 +65,15 @@ def make_inputs(cohort, folder: Path, seed: int = 0) -> dict:
 
 
 def config(cache: Path, inputs: dict, epochs: int, single_epochs: int, device: str,
-           max_subjects: int | None = None) -> dict:
+           max_subjects: int | None = None, extra: dict | None = None) -> dict:
     from deeplsm.study import make_config
 
     return make_config({
         "cohort": {"source": str(cache), "voxel_size": None},
         "scores": {"source": inputs["scores"], "truth": inputs["truth"],
                    "direction": {"score_1": "lower_is_worse"}},
-        "models": {"modes": ["multi", "single"], "preset": "readout", "overrides": {"max_epochs": epochs},
+        "models": {"modes": ["multi", "single"], "preset": "readout",
+                   "overrides": {"max_epochs": epochs, **(extra or {})},
                    "single_overrides": {"max_epochs": single_epochs}, "device": device},
         "explain": {"subjects": "trainval", "n_steps": 8, "n_samples": 8, "window": 3, "stride": 2,
                     "device": device, "max_subjects": max_subjects},
@@ -88,6 +89,8 @@ def main(argv=None) -> int:
     p.add_argument("--budgets", default="24:12",
                    help="comma list of MULTI_EPOCHS:SINGLE_EPOCHS (default: the demo's 24:12)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a training hyperparameter for every model, e.g. bias_init=mean (repeatable)")
     p.add_argument("--max-subjects", type=int, help="explain only this many test subjects (dry runs)")
     p.add_argument("--out", required=True, help="working folder (one study, rerun per budget)")
     p.add_argument("--json", required=True, help="results file, rewritten after every budget")
@@ -117,10 +120,15 @@ def main(argv=None) -> int:
               "grid": "x".join(map(str, cohort.shape)), "voxel_mm": float(cohort.voxel_size[0]),
               "n_subjects": cohort.n_subjects, "inputs": inputs, "budgets": []}
     rois = np.asarray(nib.load(inputs["truth"]).dataobj)
+    extra = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        extra[key] = json.loads(value) if value[:1] in "0123456789-[{tfn" else value
+    record["overrides"] = extra
     for item in args.budgets.split(","):
         epochs, single = (int(x) for x in item.split(":"))
         t = time.perf_counter()
-        metrics = run_study(config(cache, inputs, epochs, single, args.device, args.max_subjects),
+        metrics = run_study(config(cache, inputs, epochs, single, args.device, args.max_subjects, extra),
                             out / "study", verbose=False)
         row = {"epochs_multi": epochs, "epochs_single": single,
                "seconds": round(time.perf_counter() - t, 1), "timings_s": metrics["timings_s"],

@@ -328,10 +328,11 @@ def render_benchmark(rec: dict) -> str:
 
 def render_direction(rec: dict) -> str:
     """The LESYMAP lower-is-worse check (issue 14's done-when) per training budget."""
+    over = ", ".join(f"{k} = {v}" for k, v in (rec.get("overrides") or {}).items())
     lines = [f"Measured {rec['date'][:10]} at commit `{rec['commit'][:10]}` on {rec['device']}, "
              f"{rec['n_subjects']} LESYMAP masks at {rec['voxel_mm']:g} mm ({rec['grid']}); load "
              f"average {rec['load_average_start']:.1f} at the start; {rec['total_seconds'] / 60:.1f} min "
-             f"in all. Command: `{rec['command']}`.", ""]
+             f"in all{'; training overrides: ' + over if over else ''}. Command: `{rec['command']}`.", ""]
     order = [f"{m}_{a}" for m in CNN_MODES for a in ATTRIBUTIONS] + ["vlsm", "svr", "ridge"]
     for b in rec["budgets"]:
         loc = b["localization"]
@@ -376,6 +377,7 @@ def render_classical(rec: dict) -> str:
 
 RENDERERS = {"classical": ("classical.json", render_classical),
              "direction_lesymap": ("direction_lesymap.json", render_direction),
+             "direction_lesymap_bias_mean": ("direction_lesymap_bias_mean.json", render_direction),
              "demo": ("demo.json", render_demo), "benchmark": ("benchmark.json", render_benchmark),
              "benchmark_paper_head": ("benchmark_paper_head.json", render_benchmark)}
 

@@ -102,3 +102,39 @@ def test_readout_preset_trains_predicts_and_explains(tmp_path, tiny):
     paths = explain_run(out, methods=("occlusion", "ig"), subjects="trainval", window=2, stride=2,
                         n_steps=4, verbose=False)
     assert set(paths["occlusion"]) == {"score_a", "score_b"}
+
+
+def test_bias_init_mean_starts_each_score_at_its_training_mean(tmp_path, tiny):
+    """``bias_init = "mean"``: an empty map predicts the training mean from the first step (a
+    lower-is-worse accuracy near 1 need not travel there from 0); "zero" (default) keeps 0."""
+    from deeplsm.train._module import init_output_bias
+
+    cohort, scores = tiny
+    ro = {"head": "spatial", "head_stage": 0, "no_max_pool": True, "subtract_empty": True,
+          "output01": "linear", "readout_positive": True}
+    empty = torch.zeros((1, 1, *cohort.shape))
+    torch.manual_seed(0)
+    module = LSMModule([{"name": "a"}, {"name": "b"}], **ro, input_shape=cohort.shape,
+                       target_means=[0.9, 0.25])
+    with torch.no_grad():
+        np.testing.assert_allclose(module.net(empty).numpy(), [[0.9, 0.25]], atol=1e-6)
+    torch.manual_seed(0)
+    module = LSMModule([{"name": "a"}, {"name": "b"}], **ro, input_shape=cohort.shape)
+    with torch.no_grad():
+        np.testing.assert_allclose(module.net(empty).numpy(), [[0.0, 0.0]], atol=1e-6)
+    # not for a sigmoid output (its bias is a logit) or the paper's MLP head
+    sig = build_net(TaskSpec([{"name": "a"}]), **{**ro, "output01": "sigmoid"}, input_shape=cohort.shape)
+    assert not init_output_bias(sig.head, sig.head.task, [0.9], "sigmoid")
+    # through train_run: recorded, and the first epoch starts from the mean of the training targets
+    s = scores.assign(score_a=1.0 - 0.1 * scores["score_a"])  # near 1 for most subjects
+    runs = {}
+    for init in ("zero", "mean"):
+        runs[init] = train_run(tmp_path / init, cohort, s, outputs=["score_a"], preset="readout", seed=0,
+                               overrides={"max_epochs": 1, "batch_size": 8, "lr": 1e-4, "bias_init": init},
+                               verbose=False)
+    cfg = json.loads((runs["mean"] / "config.json").read_text())
+    assert cfg["hyperparameters"]["bias_init"] == "mean"
+    split = pd.read_csv(runs["mean"] / "split.csv", index_col=0)["split"]
+    mean = s.loc[split[split == "train"].index, "score_a"].mean()
+    err = {k: abs(pd.read_csv(r / "predictions.csv")["score_a_pred"].mean() - mean) for k, r in runs.items()}
+    assert err["mean"] < 0.05 < err["zero"], err

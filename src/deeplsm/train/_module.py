@@ -87,6 +87,7 @@ class LSMModule(L.LightningModule):
         no_max_pool: bool = False,
         subtract_empty: bool = False,
         input_shape: Sequence[int] | None = None,
+        target_means: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -98,6 +99,8 @@ class LSMModule(L.LightningModule):
                              subtract_empty=subtract_empty, input_shape=input_shape)
         if regression_scale is not None:
             self.net.head.scale.copy_(torch.as_tensor(list(regression_scale), dtype=torch.float32))
+        if target_means is not None:
+            init_output_bias(self.net.head, self.task, target_means, output01)
         if mixup_alpha and any(o.kind not in REGRESSION_KINDS for o in self.task):
             # Mixed class labels are not labels; keep mixup to the linear-score case.
             raise ValueError("mixup is only supported when every output is a regression")
@@ -214,6 +217,28 @@ class LSMModule(L.LightningModule):
         else:
             raise ValueError(f"unknown scheduler {hp.scheduler!r}")
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def init_output_bias(head: nn.Module, task: TaskSpec, means: Sequence[float], output01: str) -> bool:
+    """Start each ``regression01`` output of a readout head at the training mean of its target
+    (hyperparameter ``bias_init = "mean"``) instead of 0.
+
+    Only for the heads with one bias per output column and an identity output (``head`` =
+    ``'spatial'`` or ``'flat'``, ``output01 = 'linear'``): with ``subtract_empty`` an empty map
+    then predicts the mean, and a score that is near 1 for most subjects (a lower-is-worse
+    accuracy) does not have to travel there from 0 within a short one-cycle schedule. Returns
+    whether the bias was set.
+    """
+    bias = getattr(head, "bias", None)
+    if bias is None and isinstance(getattr(head, "linear", None), nn.Linear):
+        bias = head.linear.bias
+    if not isinstance(bias, torch.Tensor) or output01 != "linear":
+        return False
+    with torch.no_grad():
+        for spec, mean in zip(task, means):
+            if spec.kind == "regression01":
+                bias[task.columns[spec.name]] = float(mean)
+    return True
 
 
 def _memory_format(ndim: int) -> torch.memory_format:

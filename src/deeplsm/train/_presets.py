@@ -39,6 +39,9 @@ ARCHITECTURE: dict = {
     "no_max_pool": False,
     "subtract_empty": False,
     "ema_decay": None,
+    # "mean": spatial/flat heads with a linear output start each [0, 1] score at its training
+    # mean instead of 0 (scores near 1 for most subjects, e.g. lower-is-worse accuracies)
+    "bias_init": "zero",
 }
 
 
@@ -73,6 +76,7 @@ class Hyperparameters(BaseModel):
     no_max_pool: StrictBool
     subtract_empty: StrictBool
     ema_decay: NonNegativeFloat | None  # None: no weight averaging
+    bias_init: Literal["zero", "mean"]
 
 
 #: The overrides a caller may give: any subset of :class:`Hyperparameters`, each checked.

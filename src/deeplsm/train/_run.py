@@ -509,6 +509,8 @@ def _execute(out: Path, config: dict, x: np.ndarray, y: np.ndarray, ids: list[st
                 mixup_alpha=hp["mixup_alpha"], channels_last=hp["channels_last"],
                 regression_scale=[config["regression_scale"][c] for c in cols],
                 weights=config.get("weights"), **net_options(config),
+                target_means=(np.nanmean(y[split == "train"][:, cols], axis=0).tolist()
+                              if hp.get("bias_init", "zero") == "mean" else None),
             )
             dm = ArrayDataModule(x, y[:, cols], split, hp["batch_size"], seed=config["seed"])
             trainer, ckpt_cb = _make_trainer(out, config, key, ckdir, callbacks, verbose)
