@@ -95,8 +95,10 @@ class _LoadSampler(threading.Thread):
 
 
 def _timed(cmd: list[str]) -> dict:
-    """Run ``cmd``; its wall time, peak RSS (largest process) and the load while it ran."""
+    """Run ``cmd``; its wall time, peak RSS (largest process) and the load while it ran, and the
+    commit it started from (later commits while it runs do not change what ran)."""
     print("$", " ".join(cmd), flush=True)
+    start = _commit()
     sampler = _LoadSampler()
     sampler.start()
     t0 = time.perf_counter()
@@ -107,12 +109,12 @@ def _timed(cmd: list[str]) -> dict:
         sys.exit(f"readme_figures: {' '.join(cmd)} failed with exit code {proc.returncode}")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
     return {"command": " ".join(cmd), "wall_s": round(wall, 1), "peak_rss_mb": round(peak),
-            "load_average": load}
+            "load_average": load, **start}
 
 
 def _record(kind: str, run: dict) -> dict:
     return {"kind": kind, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            **_commit(), "machine": _machine(), **run}
+            "machine": _machine(), **run}
 
 
 def _deeplsm() -> str:
