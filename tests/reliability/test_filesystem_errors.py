@@ -124,8 +124,18 @@ def _signal_at_step(monkeypatch, signum: int, at: int = 2) -> list[str]:
     return calls
 
 
+@pytest.fixture
+def interactive_sigint():
+    """SIGINT as Python sets it up in a terminal (Ctrl-C raises KeyboardInterrupt). A test run
+    started in the background by a non-interactive shell inherits SIGINT ignored (SIG_IGN),
+    under which a Ctrl-C cannot happen at all; restored afterwards."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_interrupted_training(signum, code, mydata, tmp_path, capsys, monkeypatch):
+def test_interrupted_training(signum, code, mydata, tmp_path, capsys, monkeypatch, interactive_sigint):
     """Ctrl-C or a kill stops training at once, with one line and 130/143; the run resumes."""
     calls = _signal_at_step(monkeypatch, signum)
     out = tmp_path / "run"
