@@ -67,3 +67,19 @@ def test_render_writes_the_block_from_the_results_file(rf, tmp_path):
     # without a results file the block says so instead of keeping old numbers
     out = rf.render(text, results=tmp_path / "none")
     assert "Not measured yet" in out and "0.99" not in out
+
+
+def test_benchmark_answer_names_the_cells_where_the_cnn_wins(rf):
+    def row(scenario, n, method, metric, mean):
+        return {"source": "synthetic", "noise": 0.0, "volume_weight": 0.0, "scenario": scenario, "n": n,
+                "method": method, "metric": metric, "mean": mean, "lo": mean, "hi": mean, "seeds": 1}
+
+    means = [row("linear", 400, "multi", "r2", 0.95), row("linear", 400, "ridge", "r2", 0.93),
+             row("and", 400, "multi", "r2", 0.40), row("and", 400, "svr", "r2", 0.55),
+             row("linear", 400, "multi", "pr_auc", 0.70), row("linear", 400, "vlsm", "pr_auc", 0.75),
+             row("and", 400, "multi", "pr_auc", 0.10), row("and", 400, "ridge", "pr_auc", 0.60)]
+    ans = rf.bench_answer({"means": means})
+    assert ans["r2"]["wins"] == ["linear (N = 400, synthetic): multi 0.95 vs ridge 0.93"]
+    assert ans["r2"]["losses"] == ["and (N = 400, synthetic): multi 0.40 vs svr 0.55"]
+    assert ans["pr_auc"]["wins"] == []
+    assert len(ans["pr_auc"]["losses"]) == 2
