@@ -348,7 +348,8 @@ def render_direction(rec: dict) -> str:
         r2 = b["r2_test"].get("multi", {})
         lines += [f"Budget {b['epochs_multi']} epochs (multi-output) / {b['epochs_single']} (each "
                   f"single-output model), {b['seconds']:.0f} s; multi-output test r² "
-                  + " / ".join(f"{v:.2f}" for v in r2.values()) + ":", "",
+                  + " / ".join(f"{v:.2f}" for v in r2.values()) + " (ridge "
+                  + " / ".join(f"{v:.2f}" for v in b["r2_test"].get("ridge", {}).values()) + "):", "",
                   "| map | score_1 (lower is worse): peak distance, PR-AUC "
                   "| score_2: peak distance, PR-AUC |",
                   "|---|---|---|"]
