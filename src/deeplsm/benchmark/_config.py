@@ -32,7 +32,7 @@ LESYMAP_RELATIVE = Path("..") / "shared" / "data" / "lesymap-lesions"
 CELL_KEYS = {"cohort": None, "scores": ("source", "scenario", "noise", "volume_weight", "seed"),
              "models": ("seed",), "explain": ("seed",), "classical": ("seed",)}
 
-#: The default (CPU) study of every cell, sized so the default grid fits about an hour on 2 cores
+#: The default (CPU) study of every cell, sized so the default grid takes 1-1.5 hours on 2 cores
 #: (README "deeplsm benchmark"): 2 scores; the CNNs with the demo's `readout` preset (24 epochs
 #: multi-output, 12 per single-output model); IG (the headline attribution: the first method)
 #: and occlusion maps summed over the training + validation subjects (the subjects the classical
