@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "benchmark", help="where does each method win? a grid of studies (scenario x N x source x seed)",
         description="Runs one study per cell of the grid (cached and resumable per cell) and writes "
         "DIR/results.csv (tidy: one row per cell x method x score x metric), DIR/cells.csv (time and "
-        "peak memory per cell) and DIR/benchmark.html. Without --config: the default grid (estimated "
+        "peak memory per cell) and DIR/benchmark.html. Without --config: the default grid (measured "
         "at 1-1.5 hours on 2 CPU cores; see the README's measured performance).")
     grid = p.add_mutually_exclusive_group()
     grid.add_argument("--config", help="benchmark TOML file (see examples/bench.toml)")
