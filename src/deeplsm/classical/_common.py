@@ -241,3 +241,54 @@ def to_volume(values: np.ndarray, mask: np.ndarray, fill: float, dtype=np.float3
     out = np.full(mask.shape, fill, dtype=dtype)
     out[mask] = values
     return out
+
+
+def set_beta_maps(est, beta: np.ndarray, ext: np.ndarray, p, p_fwe, p_cfwer, mask_flat: np.ndarray,
+                  cohort: LesionCohort | None, n_subjects: int, rtol: float = 0.0) -> None:
+    """The fitted maps of a weight-map estimator (SVR-LSM, ridge), set on ``est``.
+
+    ``beta`` and its tail-transformed ``ext`` are per tested voxel; ``p``, ``p_fwe`` and
+    ``p_cfwer`` are per tested voxel or None. Sets ``threshold_`` (from ``est.correction``,
+    ``est.alpha`` and the permutation nulls ``est.null_max_`` / ``est.null_kth_``, compared with
+    tie tolerance ``rtol``), the volumes ``mask_``, ``beta_``, ``p_``, ``p_fwe_``, ``p_cfwer_``,
+    ``thresholded_``, ``statistic_`` (= ``beta_``), their ``*_img_`` images on ``cohort``'s grid,
+    and ``n_significant_``, ``n_subjects_``, ``n_tested_``.
+    """
+    from deeplsm.classical import _stats as S
+
+    if est.correction == "fwe":
+        est.threshold_ = S.null_threshold(est.null_max_, est.alpha, rtol=rtol)
+        sig = ext > est.threshold_
+    elif est.correction == "cfwer":
+        null = est.null_kth_ if est.null_kth_ is not None else est.null_max_
+        est.threshold_ = S.null_threshold(null, est.alpha, rtol=rtol)
+        sig = ext > est.threshold_
+    elif p is not None:
+        sig = p <= est.alpha
+        est.threshold_ = float(ext[sig].min()) if sig.any() else float("inf")
+    else:
+        sig = np.zeros(beta.shape, bool)
+        est.threshold_ = float("inf")
+
+    shape = cohort.shape if cohort is not None else mask_flat.shape
+
+    def vol(values, fill):
+        return None if values is None else to_volume(values, mask_flat, fill).reshape(shape)
+
+    est.mask_ = mask_flat.reshape(shape)
+    est.beta_ = vol(beta, 0.0)
+    est.p_ = vol(p, 1.0)
+    est.p_fwe_ = vol(p_fwe, 1.0)
+    est.p_cfwer_ = vol(p_cfwer, 1.0)
+    est.thresholded_ = vol(np.where(sig, beta, 0.0), 0.0)
+    est.n_significant_ = int(sig.sum())
+    est.n_subjects_ = n_subjects
+    est.n_tested_ = int(mask_flat.sum())
+    est.statistic_ = est.beta_
+    for name in ("mask", "beta", "p", "p_fwe", "p_cfwer", "thresholded"):
+        value = getattr(est, f"{name}_")
+        img = None
+        if cohort is not None and value is not None:
+            img = cohort.to_img(value, np.uint8 if name == "mask" else np.float32)
+        setattr(est, f"{name}_img_", img)
+    est.statistic_img_ = est.beta_img_

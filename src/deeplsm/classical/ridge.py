@@ -23,7 +23,7 @@ from deeplsm.classical._common import (
     lesion_matrix,
     lesion_volumes,
     resolve_volume_correction,
-    to_volume,
+    set_beta_maps,
 )
 from deeplsm.classical._mask import mask_exclusions, voxel_mask
 from deeplsm.exceptions import DeepLSMError
@@ -249,42 +249,8 @@ class RidgeLSM(RegressorMixin, BaseEstimator):
             p_fwe = S.exceedance_pvalues(ext_dual, self.null_max_)
             if self.null_kth_ is not None:
                 p_cfwer = S.exceedance_pvalues(ext_dual, self.null_kth_)
-        if self.correction == "fwe":
-            self.threshold_ = S.null_threshold(self.null_max_, self.alpha)
-            sig = ext > self.threshold_
-        elif self.correction == "cfwer":
-            null = self.null_kth_ if self.null_kth_ is not None else self.null_max_
-            self.threshold_ = S.null_threshold(null, self.alpha)
-            sig = ext > self.threshold_
-        elif p is not None:
-            sig = p <= self.alpha
-            self.threshold_ = float(ext[sig].min()) if sig.any() else float("inf")
-        else:
-            sig = np.zeros(beta.shape, bool)
-            self.threshold_ = float("inf")
-
-        shape = cohort.shape if cohort is not None else mask_flat.shape
-
-        def vol(values, fill):
-            return None if values is None else to_volume(values, mask_flat, fill).reshape(shape)
-
-        self.mask_ = mask_flat.reshape(shape)
-        self.beta_ = vol(beta, 0.0)
-        self.p_ = vol(p, 1.0)
-        self.p_fwe_ = vol(p_fwe, 1.0)
-        self.p_cfwer_ = vol(p_cfwer, 1.0)
-        self.thresholded_ = vol(np.where(sig, beta, 0.0), 0.0)
-        self.n_significant_ = int(sig.sum())
-        self.n_subjects_ = n
-        self.n_tested_ = int(mask_flat.sum())
-        self.statistic_ = self.beta_
-        for name in ("mask", "beta", "p", "p_fwe", "p_cfwer", "thresholded"):
-            value = getattr(self, f"{name}_")
-            img = None
-            if cohort is not None and value is not None:
-                img = cohort.to_img(value, np.uint8 if name == "mask" else np.float32)
-            setattr(self, f"{name}_img_", img)
-        self.statistic_img_ = self.beta_img_
+        # ridge compares its dual-computed observed values with nulls computed the same way
+        set_beta_maps(self, beta, ext, p, p_fwe, p_cfwer, mask_flat, cohort, n)
         return self
 
     def _check_edge(self) -> str | None:
