@@ -8,6 +8,7 @@ import math
 import os
 import platform
 import shutil
+import tomllib
 from collections.abc import Callable, Iterable, Iterator
 from importlib import metadata
 from pathlib import Path
@@ -22,6 +23,17 @@ _PACKAGES = (
     "deeplsm", "numpy", "scipy", "pandas", "nibabel", "nilearn", "scikit-learn",
     "torch", "monai", "captum", "lightning", "matplotlib",
 )
+
+
+def read_toml(path: str | os.PathLike) -> dict:
+    """A TOML file as a dict; a missing or invalid file is a :class:`DeepLSMError` (one line)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DeepLSMError(f"config file does not exist: {p}")
+    try:
+        return tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise DeepLSMError(f"{p}: not valid TOML ({err})") from None
 
 
 def check_random_state(random_state: int | np.random.Generator | None) -> np.random.Generator:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,14 +234,9 @@ def _check(cfg: dict, base: Path) -> None:
 
 def load_bench_config(path: str | os.PathLike) -> dict:
     """Read a benchmark TOML file (see ``examples/bench.toml``); relative paths are relative to it."""
-    p = Path(path)
-    if not p.is_file():
-        raise DeepLSMError(f"config file does not exist: {p}")
-    try:
-        raw = tomllib.loads(p.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise DeepLSMError(f"{p}: not valid TOML ({err})") from None
-    return make_bench_config(raw, base=p.resolve().parent)
+    from deeplsm._utils import read_toml
+
+    return make_bench_config(read_toml(path), base=Path(path).resolve().parent)
 
 
 def quick_config() -> dict:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -265,14 +264,10 @@ def make_config(overrides: dict | None = None) -> dict:
 
 def load_config(path: str | os.PathLike) -> dict:
     """Read a study TOML file (see ``examples/study.toml``)."""
+    from deeplsm._utils import read_toml
+
     p = Path(path)
-    if not p.is_file():
-        raise DeepLSMError(f"config file does not exist: {p}")
-    try:
-        raw = tomllib.loads(p.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise DeepLSMError(f"{p}: not valid TOML ({err})") from None
-    cfg = make_config(raw)
+    cfg = make_config(read_toml(p))
     # Relative paths in the file are relative to the file.
     for sec, key in (("cohort", "source"), ("scores", "source"), ("scores", "truth"),
                      ("models", "weights"), ("report", "atlas"), ("report", "atlas_labels")):
