@@ -123,7 +123,10 @@ def main(argv=None) -> int:
     extra = {}
     for item in args.set:
         key, _, value = item.partition("=")
-        extra[key] = json.loads(value) if value[:1] in "0123456789-[{tfn" else value
+        try:
+            extra[key] = json.loads(value)  # numbers, true/false, lists
+        except ValueError:
+            extra[key] = value  # a plain string such as "mean"
     record["overrides"] = extra
     for item in args.budgets.split(","):
         epochs, single = (int(x) for x in item.split(":"))

@@ -268,21 +268,21 @@ def render_demo(rec: dict) -> str:
     return "\n".join(lines)
 
 
-def _bench_pivot(rec: dict):
+def _clean_means(rec: dict):
+    """The stored headline means of the conditions without noise or volume confound."""
     import pandas as pd
 
     means = pd.DataFrame(rec["means"])
-    means = means[(means["noise"] == 0) & (means["volume_weight"] == 0)]
-    return means
+    return means[(means["noise"] == 0) & (means["volume_weight"] == 0)]
 
 
 def bench_answer(rec: dict) -> dict[str, dict[str, list[str]]]:
     """For r² and PR-AUC: the cells where the multi-output CNN beats every other method, and not."""
-    means = _bench_pivot(rec)
+    means = _clean_means(rec)
     answer: dict[str, dict[str, list[str]]] = {}
     for metric in ("r2", "pr_auc"):
         d = means[means["metric"] == metric]
-        wins, losses = [], []
+        wins, losses, winners = [], [], {}
         for (source, scenario, n), g in d.groupby(["source", "scenario", "n"], sort=False):
             vals = dict(zip(g["method"], g["mean"]))
             if "multi" not in vals:
@@ -290,14 +290,18 @@ def bench_answer(rec: dict) -> dict[str, dict[str, list[str]]]:
             others = {k: v for k, v in vals.items() if k != "multi"}
             best_other = max(others, key=others.get)
             label = f"{scenario} (N = {n}, {source})"
-            (wins if vals["multi"] > others[best_other] else losses).append(
-                f"{label}: multi {vals['multi']:.2f} vs {best_other} {others[best_other]:.2f}")
-        answer[metric] = {"wins": wins, "losses": losses}
+            line = f"{label}: multi {vals['multi']:.2f} vs {best_other} {others[best_other]:.2f}"
+            if vals["multi"] > others[best_other]:
+                wins.append(line)
+            else:
+                losses.append(line)
+                winners[best_other] = winners.get(best_other, 0) + 1
+        answer[metric] = {"wins": wins, "losses": losses, "winners": winners}
     return answer
 
 
 def render_benchmark(rec: dict) -> str:
-    means = _bench_pivot(rec)
+    means = _clean_means(rec)
     methods = [m for m in ("multi", "single", "ridge", "svr", "vlsm") if m in set(means["method"])]
     cells = rec["cells"]
     wall = sum(c["seconds"] or 0 for c in cells)
@@ -325,10 +329,7 @@ def render_benchmark(rec: dict) -> str:
         w, lo = ans[metric]["wins"], ans[metric]["losses"]
         lines += ["", f"**Where the multi-output CNN beats every other method in {name}** "
                   f"({len(w)} of {len(w) + len(lo)} cells): " + ("; ".join(w) if w else "nowhere") + "."]
-        best = {}
-        for item in lo:  # "label: multi 0.41 vs ridge 0.82" -> count the winner
-            winner = item.rsplit(" vs ", 1)[1].rsplit(" ", 1)[0]
-            best[winner] = best.get(winner, 0) + 1
+        best = ans[metric]["winners"]
         lines += [f"Where it does not ({len(lo)} cells), the best was "
                   + (", ".join(f"{m} in {k}" for m, k in sorted(best.items(), key=lambda kv: -kv[1]))
                      if best else "–") + "."]
